@@ -47,5 +47,7 @@ def waterbirds_world(tmp_path_factory) -> Path:
     from hf_spurious.data.world import ClassificationWorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("waterbirds_world")
-    generate_world(ClassificationWorldConfig(train_size=80, val_size=40, test_size=40, pretrain_size=0, seed=0), out)
+    generate_world(
+        ClassificationWorldConfig(train_size=80, val_size=40, test_size=40, pretrain_size=0, seed=0), out
+    )
     return out

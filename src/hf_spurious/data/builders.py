@@ -1,0 +1,287 @@
+"""`datasets` builders of the decorrelated (counterfactual) splits, and the ODmAP caption gallery.
+
+``CocoDecorrelated(data_dir=..., config_name="test")`` reads the source split with the package readers,
+runs :func:`hf_spurious.synthesis.generator.generate_counterfactuals` (batched, sharded, resumable) into a
+work directory, and yields the finished rows. Config attributes override like any builder config:
+``CocoDecorrelated(data_dir=d, config_name="test", inpainter="blur", seed=3)``.
+
+Loading scripts are gone from `datasets`; what is shared is the output: ``export_parquet`` writes parquet
+with embedded images and a card whose YAML lists the configs, so ``load_dataset(repo)`` needs no code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from hf_spurious.records import SceneRecord
+from hf_spurious.synthesis.generator import (
+    SynthesisError,
+    SynthesisSettings,
+    decorrelated_features,
+    generate_counterfactuals,
+)
+
+logger = logging.getLogger(__name__)
+
+_SPLIT_NAMES = {"train": datasets.Split.TRAIN, "val": datasets.Split.VALIDATION, "test": datasets.Split.TEST}
+
+
+@dataclass
+class DecorrelatedConfig(datasets.BuilderConfig, SynthesisSettings):
+    """Builder config = :class:`SynthesisSettings` (every generation knob) + the usual name/version/data_dir.
+
+    ``work_dir``: where shards are written (default: under the builder's cache dir, keyed by the settings
+    fingerprint), so an interrupted ``download_and_prepare`` resumes where it stopped.
+    """
+
+    work_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        datasets.BuilderConfig.__post_init__(self)
+        SynthesisSettings.__post_init__(self)
+
+    def settings(self) -> SynthesisSettings:
+        return SynthesisSettings(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(SynthesisSettings)}
+        )
+
+
+def load_source_records(
+    settings: SynthesisSettings, data_dir: str | Path, split: str | None = None
+) -> list[SceneRecord]:
+    """The source split's records through the package readers (COCO layout or Flickr30k Entities)."""
+    from hf_spurious.data import readers
+
+    split = split or settings.split
+    if settings.source == "flickr30k":
+        return readers.read_flickr30k(data_dir, split, classes=tuple(settings.flickr30k_classes))
+    return readers.read_coco(data_dir, split, vocabulary=settings.vocabulary_name)
+
+
+def world_pairs(data_dir: str | Path) -> list[tuple[str, str]]:
+    """(anchor, partner) pairs of a SpuriousShapes world (from its ``world.json``)."""
+    from hf_spurious.data.world import load_world
+
+    pairs = getattr(load_world(data_dir).config, "pairs", None)
+    if not pairs:
+        raise SynthesisError(
+            f"the world in {data_dir} has no partner pairs; pass target_pairs=[(anchor, partner)]"
+        )
+    return [(str(a), str(p)) for a, p in pairs]
+
+
+def prepare_settings(settings: SynthesisSettings, data_dir: str | Path) -> SynthesisSettings:
+    """Fill source-specific defaults (SpuriousShapes: the partner pairs of the world)."""
+    if settings.source != "shapes":
+        return settings
+    changes: dict[str, Any] = {}
+    if settings.target_policy != "random" and settings.target_pairs is None:
+        changes["target_pairs"] = world_pairs(data_dir)
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
+    SOURCE = "coco"
+    BUILDER_CONFIG_CLASS = DecorrelatedConfig
+    VERSION = datasets.Version("1.0.0")
+    DEFAULT_CONFIG_NAME = "test"
+    DESCRIPTION = ""
+
+    generation_result = None
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(description=self.DESCRIPTION, features=decorrelated_features())
+
+    def _settings(self) -> SynthesisSettings:
+        settings = self.config.settings()
+        if settings.source != self.SOURCE:
+            settings = dataclasses.replace(settings, source=self.SOURCE)
+        return settings
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        data_dir = self.config.data_dir
+        if not data_dir or not Path(data_dir).is_dir():
+            raise SynthesisError(
+                f"{type(self).__name__} needs data_dir=<{self.SOURCE} root directory>, got {data_dir!r}"
+            )
+        settings = prepare_settings(self._settings(), Path(data_dir))
+        records = load_source_records(settings, data_dir)
+        work = Path(self.config.work_dir) if self.config.work_dir else self._default_work_dir(settings)
+        result = generate_counterfactuals(
+            records, settings, work, manifest_extra={"source_dir": str(Path(data_dir).resolve())}
+        )
+        if not result.complete:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
+        missing = [f for f in result.shard_files if not f.exists()]
+        if missing:
+            raise SynthesisError(f"{len(missing)} shards missing in {work}; rerun to resume")
+        self.generation_result = result
+        split = _SPLIT_NAMES.get(settings.split, settings.split)
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"files": [str(f) for f in result.shard_files]})
+        ]
+
+    def _default_work_dir(self, settings: SynthesisSettings) -> Path:
+        root = Path(self._cache_dir_root) / "hf_spurious_counterfactuals"
+        return root / f"{settings.source}-{settings.split}-{settings.fingerprint()}"
+
+    def _generate_examples(self, files: Sequence[str]):
+        import pyarrow.parquet as pq
+
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+                for row in batch.to_pylist():
+                    yield f"{row['source_image_id']}-{row['source_caption_index']}", row
+
+
+class CocoDecorrelated(_DecorrelatedBuilder):
+    """MS-COCO (Karpathy split) with one object class removed per image (Kim et al., CVPRW 2023)."""
+
+    SOURCE = "coco"
+    DESCRIPTION = (
+        "COCO images with co-occurring object classes removed by inpainting, captions edited to match."
+    )
+    BUILDER_CONFIGS = [
+        DecorrelatedConfig(
+            name="test", source="coco", split="test", description="ODmAP query set (test split)"
+        ),
+        DecorrelatedConfig(
+            name="train", source="coco", split="train", description="fine-tuning set D' (train split)"
+        ),
+    ]
+
+
+class Flickr30kDecorrelated(_DecorrelatedBuilder):
+    """Flickr30k with one entity type removed per image; captions edited with the annotated Entities phrases."""
+
+    SOURCE = "flickr30k"
+    DESCRIPTION = (
+        "Flickr30k images with co-occurring entities removed by inpainting, captions edited to match."
+    )
+    BUILDER_CONFIGS = [
+        DecorrelatedConfig(
+            name="test", source="flickr30k", split="test", description="ODmAP query set (1K test)"
+        ),
+        DecorrelatedConfig(name="train", source="flickr30k", split="train", description="fine-tuning set D'"),
+    ]
+
+
+class ShapesDecorrelated(_DecorrelatedBuilder):
+    """SpuriousShapes (COCO layout) counterfactuals; ``inpainter="oracle"`` redraws scenes without the objects."""
+
+    SOURCE = "shapes"
+    DESCRIPTION = "SpuriousShapes scenes with co-occurring objects removed (inpainted or oracle-redrawn)."
+    BUILDER_CONFIGS = [
+        DecorrelatedConfig(
+            name="test", source="shapes", split="test", description="random-class removal queries"
+        ),
+        DecorrelatedConfig(
+            name="test_partner",
+            source="shapes",
+            split="test",
+            target_policy="partner",
+            description="partner-removed queries (the headline set)",
+        ),
+        DecorrelatedConfig(
+            name="test_anchor",
+            source="shapes",
+            split="test",
+            target_policy="anchor",
+            description="anchor removed",
+        ),
+        DecorrelatedConfig(
+            name="test_oracle",
+            source="shapes",
+            split="test",
+            target_policy="partner",
+            inpainter="oracle",
+            description="partner-removed queries redrawn by the world (no inpainting artifacts)",
+        ),
+        DecorrelatedConfig(name="train", source="shapes", split="train", description="fine-tuning set D'"),
+    ]
+
+
+BUILDERS = {"coco": CocoDecorrelated, "flickr30k": Flickr30kDecorrelated, "shapes": ShapesDecorrelated}
+
+
+# ------------------------------------------------------------------------------------------ gallery
+
+
+def build_gallery(
+    data_dir: str | Path,
+    source: str = "coco",
+    vocabulary: str | None = None,
+    method: str | None = None,
+    cache_dir: str | Path | None = None,
+    splits: Sequence[str] = ("train", "val", "test"),
+) -> tuple[list[str], list[str], np.ndarray, tuple[str, ...]]:
+    """The ODmAP gallery: every caption of ``splits`` and the classes it mentions (spec §1.6).
+
+    Returns ``(captions, caption_image_ids, class_matrix bool (G, C), class_names)``. ``method``:
+    ``"lexical"`` / ``"spacy"`` (noun phrases matched with the vocabulary, via
+    :func:`hf_spurious.text.caption_class_matrix`) or ``"annotated"`` (Flickr30k Entities phrase types;
+    the default for flickr30k). Cached in ``cache_dir`` (keyed by captions, vocabulary and method).
+    """
+    settings = SynthesisSettings(source=source, vocabulary=vocabulary)
+    method = method or ("annotated" if source == "flickr30k" else "lexical")
+    records = [r for split in splits for r in load_source_records(settings, data_dir, split)]
+    captions = [c for r in records for c in r.captions]
+    image_ids = [f"{r.split}/{r.image_id}" for r in records for _ in r.captions]
+    key = hashlib.sha256(
+        json.dumps(
+            [captions, image_ids, settings.vocabulary_name, method, list(settings.flickr30k_classes)]
+        ).encode()
+    ).hexdigest()[:20]
+    cache = Path(cache_dir) / f"gallery-{source}-{key}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return captions, image_ids, z["matrix"].astype(bool), tuple(str(c) for c in z["classes"])
+    if method == "annotated":
+        matrix, class_names = _annotated_matrix(records, settings)
+    else:
+        from hf_spurious.text import caption_class_matrix
+        from hf_spurious.vocab import load_vocabulary
+
+        vocab = load_vocabulary(settings.vocabulary_name)
+        matrix, class_names = caption_class_matrix(captions, vocab, method=method, cache_dir=cache_dir)
+    matrix = np.asarray(matrix, dtype=bool)
+    class_names = tuple(class_names)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez_compressed(tmp, matrix=matrix, classes=np.array(class_names, dtype=str))
+        tmp.replace(cache)
+    return captions, image_ids, matrix, class_names
+
+
+def _annotated_matrix(
+    records: Sequence[SceneRecord], settings: SynthesisSettings
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    class_names = tuple(settings.flickr30k_classes)
+    index = {c: i for i, c in enumerate(class_names)}
+    rows = []
+    for r in records:
+        if r.caption_phrases is None:
+            raise SynthesisError(
+                f"image {r.image_id!r} has no annotated phrases; method='annotated' needs them"
+            )
+        for phrases in r.caption_phrases:
+            row = np.zeros(len(class_names), dtype=bool)
+            for p in phrases:
+                for c in p.classes:
+                    if c in index:
+                        row[index[c]] = True
+            rows.append(row)
+    return (np.stack(rows) if rows else np.zeros((0, len(class_names)), bool)), class_names

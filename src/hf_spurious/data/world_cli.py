@@ -1,0 +1,133 @@
+"""``hf-spurious world``: generate a SpuriousShapes world, print its summary, write a contact sheet."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .world import ClassificationWorldConfig, WorldConfig, generate_world
+
+CONTACT_SHEET = "contact_sheet.png"
+
+
+def _pair(text: str) -> tuple[str, str]:
+    anchor, sep, partner = text.partition(":")
+    if not sep or not anchor.strip() or not partner.strip():
+        raise argparse.ArgumentTypeError(f"a pair is ANCHOR:PARTNER, e.g. 'dog:frisbee', got {text!r}")
+    return anchor.strip(), partner.strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    r, c = WorldConfig(), ClassificationWorldConfig()
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--variant", choices=("retrieval", "classification"), default="retrieval")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-size", type=int, default=None, help=f"default {r.train_size} / {c.train_size}"
+    )
+    parser.add_argument("--val-size", type=int, default=None, help=f"default {r.val_size} / {c.val_size}")
+    parser.add_argument("--test-size", type=int, default=None, help=f"default {r.test_size} / {c.test_size}")
+    parser.add_argument("--image-size", type=int, default=64)
+    g = parser.add_argument_group("retrieval variant")
+    g.add_argument("--p-partner", type=float, default=r.p_partner, help="P(partner | anchor)")
+    g.add_argument("--p-co-name", type=float, default=r.p_co_name, help="P(pair-mate named too)")
+    g.add_argument("--min-classes", type=int, default=r.min_classes)
+    g.add_argument("--max-classes", type=int, default=r.max_classes)
+    g.add_argument(
+        "--pair",
+        type=_pair,
+        action="append",
+        default=None,
+        metavar="ANCHOR:PARTNER",
+        help="partner pair (repeatable); default: " + ", ".join(f"{a}:{p}" for a, p in r.pairs),
+    )
+    g = parser.add_argument_group("classification variant")
+    g.add_argument("--pretrain-size", type=int, default=c.pretrain_size)
+    g.add_argument("--train-agreement", type=float, default=c.train_agreement)
+    g.add_argument("--pretrain-agreement", type=float, default=c.pretrain_agreement)
+    g.add_argument("--colour-informativeness", type=float, default=c.colour_informativeness)
+    g.add_argument("--alpha-range", type=float, nargs=2, default=c.alpha_range, metavar=("MIN", "MAX"))
+    parser.add_argument("--no-contact-sheet", action="store_true", help="skip the PNG contact sheet")
+
+
+def config_from_args(args: argparse.Namespace) -> WorldConfig | ClassificationWorldConfig:
+    """The world config the command line asks for (unset sizes keep the variant's defaults)."""
+    sizes = {
+        k: v
+        for k, v in (
+            ("train_size", args.train_size),
+            ("val_size", args.val_size),
+            ("test_size", args.test_size),
+        )
+        if v is not None
+    }
+    common = {"seed": args.seed, "image_size": args.image_size, **sizes}
+    if args.variant == "retrieval":
+        extra = {} if args.pair is None else {"pairs": tuple(args.pair)}
+        return WorldConfig(
+            p_partner=args.p_partner,
+            p_co_name=args.p_co_name,
+            min_classes=args.min_classes,
+            max_classes=args.max_classes,
+            **extra,
+            **common,
+        )
+    return ClassificationWorldConfig(
+        pretrain_size=args.pretrain_size,
+        train_agreement=args.train_agreement,
+        pretrain_agreement=args.pretrain_agreement,
+        colour_informativeness=args.colour_informativeness,
+        alpha_range=tuple(args.alpha_range),
+        **common,
+    )
+
+
+def _examples(out: Path, variant: str, n: int) -> list[tuple[Path, str]]:
+    """(image path, label text) of the first ``n`` train examples, read from the written files."""
+    if variant == "retrieval":
+        data = json.loads((out / "dataset_coco.json").read_text())
+        items = [im for im in data["images"] if im["split"] == "train"][:n]
+        return [(out / im["filepath"] / im["filename"], im["sentences"][0]["raw"]) for im in items]
+    with (out / "metadata.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    names = ({"0": "landbird", "1": "waterbird"}, {"0": "land", "1": "water"})
+    return [(out / r["img_filename"], f"{names[0][r['y']]} on {names[1][r['place']]}") for r in rows]
+
+
+def contact_sheet(examples: list[tuple[Path, str]], path: Path, *, columns: int = 4, scale: int = 3) -> Path:
+    """A grid of upscaled images with their caption underneath, saved as PNG."""
+    font = ImageFont.load_default()
+    thumbs = [Image.open(p).convert("RGB") for p, _ in examples]
+    side = max(t.width for t in thumbs) * scale
+    wrap = max(12, side // 6)
+    labels = [textwrap.wrap(text, wrap)[:4] for _, text in examples]
+    text_h = 12 * max(len(lines) for lines in labels) + 6
+    rows = (len(thumbs) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * (side + 8) + 8, rows * (side + text_h + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (thumb, lines) in enumerate(zip(thumbs, labels)):
+        x, y = 8 + (i % columns) * (side + 8), 8 + (i // columns) * (side + text_h + 8)
+        sheet.paste(thumb.resize((side, side), Image.NEAREST), (x, y))
+        for j, line in enumerate(lines):
+            draw.text((x, y + side + 3 + 12 * j), line, fill=(0, 0, 0), font=font)
+    sheet.save(path, format="PNG")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    summary = generate_world(config, args.out)
+    if not args.no_contact_sheet:
+        examples = _examples(Path(args.out), summary["variant"], 12)
+        if examples:
+            summary["contact_sheet"] = str(contact_sheet(examples, Path(args.out) / CONTACT_SHEET))
+    print(
+        json.dumps(summary, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    )
+    return 0

@@ -1,0 +1,473 @@
+"""GradCAM for the ViT vision towers of transformers CLIP and BLIP, and AIoU over a dataset.
+
+**Where the CAM is taken.** The pooled image embedding reads only the CLS token of the last block's
+output (``post_layernorm(last_hidden_state[:, 0])``; LayerNorm acts per token), so the *patch* tokens of
+the last block's output receive exactly zero gradient. The default target is therefore the patch-token
+grid at the **input** of the last encoder layer's first LayerNorm
+(``vision_model.encoder.layers[-1].layer_norm1``, the same path in CLIP and BLIP): the residual stream
+entering the last block, where the CLS token still attends to every patch.
+
+**Map.** For class c the score is ``scale * cos(image embedding, class text embedding)`` (templates
+averaged, renormalised); GradCAM weights are the spatial mean of the gradients of that score w.r.t. the
+grid activations; ``map = ReLU(sum_k w_k A_k)``; per image shift by the minimum and divide by
+the maximum (flat maps become zero) so maps lie in [0, 1]; then resize bilinearly to the network input size.
+
+Targets are small callables, as in pytorch-grad-cam: a target maps the (B, d) normalised image
+embeddings to (B,) scores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .engine import load_image
+
+__all__ = [
+    "ClassSimilarityTarget",
+    "ViTGradCAM",
+    "aiou_for_records",
+    "aiou_over_dataset",
+    "class_text_embeddings",
+    "default_target_layer",
+    "grid_cams",
+    "load_mask",
+    "normalize_maps",
+    "save_overlay",
+]
+
+Target = Callable[[torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------- targets
+
+
+class ClassSimilarityTarget:
+    """Score = ``scale * cos(image_embedding, text_embedding)`` for one class (zero-shot CLIP logit)."""
+
+    def __init__(self, text_embedding: torch.Tensor, scale: float = 100.0) -> None:
+        if text_embedding.ndim != 1:
+            raise ValueError(
+                f"a class target needs one (d,) text embedding, got shape {tuple(text_embedding.shape)}"
+            )
+        self.text_embedding = F.normalize(text_embedding.detach().float(), dim=0)
+        self.scale = float(scale)
+
+    def __call__(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        image_embeds = F.normalize(image_embeds.float(), dim=-1)
+        return self.scale * (image_embeds @ self.text_embedding.to(image_embeds.device))
+
+
+def class_text_embeddings(
+    adapter: Any, class_names: Sequence[str], templates: Sequence[str] | None = None, *, batch_size: int = 256
+) -> torch.Tensor:
+    """(C, d) class prototypes: each class's template embeddings averaged, then L2-renormalised.
+
+    ``templates`` are format strings with one ``{}`` (default: the 80 templates of ``hf_spurious.text``).
+    """
+    if templates is None:
+        from hf_spurious.text import TEMPLATES
+
+        templates = TEMPLATES
+    templates = list(templates)
+    if not templates or not class_names:
+        raise ValueError("class prompts need at least one class name and one template")
+    for t in templates:
+        if "{}" not in t:
+            raise ValueError(f"template {t!r} has no '{{}}' slot for the class name")
+    texts = [t.format(c) for c in class_names for t in templates]
+    emb = np.asarray(adapter.embed_texts(texts, batch_size=batch_size), dtype=np.float32)
+    if not np.isfinite(emb).all():
+        raise ValueError("class prompt embeddings contain NaN; check the model and the templates")
+    emb = emb.reshape(len(class_names), len(templates), -1)
+    emb = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+    proto = torch.from_numpy(emb.mean(axis=1))
+    return F.normalize(proto, dim=-1)
+
+
+def logit_scale_value(adapter: Any, default: float = 100.0) -> float:
+    """``exp(adapter.logit_scale)`` (CLIP's log-parameterised temperature), or ``default`` without one."""
+    scale = getattr(adapter, "logit_scale", None)
+    if scale is None:
+        return default
+    value = float(scale.detach().exp()) if torch.is_tensor(scale) else float(np.exp(scale))
+    return value
+
+
+# --------------------------------------------------------------------------------------------- maps
+
+
+def normalize_maps(cams: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per map: shift by the minimum, divide by the maximum; then bilinear resize to ``size``.
+
+    ``cams`` is (..., h, w); the result lies in [0, 1], a flat map becomes all zeros. Decision: the
+    reference code divides by (maximum + 1e-7); that constant only guards against division by zero but
+    also flattens maps whose raw magnitude is near 1e-7 (small or freshly initialised models), so a flat
+    map is detected exactly instead and the normalisation is scale-invariant.
+    """
+    shape = cams.shape
+    flat = cams.reshape(-1, shape[-2] * shape[-1]).float()
+    flat = flat - flat.min(dim=1, keepdim=True).values
+    peak = flat.max(dim=1, keepdim=True).values
+    flat = flat / torch.where(peak > 0, peak, torch.ones_like(peak))
+    maps = flat.reshape(-1, 1, shape[-2], shape[-1])
+    if size is not None and tuple(size) != tuple(shape[-2:]):
+        maps = F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
+    return maps.reshape(*shape[:-2], *maps.shape[-2:])
+
+
+def grid_cams(activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """GradCAM on ViT tokens: (B, 1 + h*w, D) activations and gradients -> (B, h, w) ReLU maps.
+
+    The first token (CLS) is dropped; weights are the mean gradient over the h*w patch tokens.
+    """
+    h, w = grid
+    if activations.shape != gradients.shape:
+        raise ValueError(
+            f"activations {tuple(activations.shape)} and gradients {tuple(gradients.shape)} differ"
+        )
+    if activations.shape[1] != 1 + h * w:
+        raise ValueError(
+            f"{activations.shape[1]} tokens do not form CLS + a {h}x{w} patch grid; "
+            "is the target layer inside the vision transformer?"
+        )
+    acts, grads = activations[:, 1:].float(), gradients[:, 1:].float()
+    weights = grads.mean(dim=1)  # (B, D)
+    cam = torch.relu(torch.einsum("bnd,bd->bn", acts, weights))
+    return cam.reshape(-1, h, w)
+
+
+def default_target_layer(model: torch.nn.Module) -> torch.nn.Module:
+    """The first LayerNorm of the last vision encoder layer (CLIP and BLIP)."""
+    vision = getattr(model, "vision_model", None)
+    try:
+        return vision.encoder.layers[-1].layer_norm1  # type: ignore[union-attr]
+    except AttributeError as err:
+        raise ValueError(
+            f"{type(model).__name__} has no vision_model.encoder.layers[-1].layer_norm1; pass target_layer= explicitly"
+        ) from err
+
+
+def _resolve_layer(model: torch.nn.Module, layer: torch.nn.Module | str | None) -> torch.nn.Module:
+    if layer is None:
+        return default_target_layer(model)
+    if isinstance(layer, torch.nn.Module):
+        return layer
+    module: Any = model
+    for part in layer.split("."):
+        try:
+            module = module[int(part)] if part.lstrip("-").isdigit() else getattr(module, part)
+        except (AttributeError, IndexError, TypeError) as err:
+            raise ValueError(
+                f"target layer {layer!r}: no submodule {part!r} in {type(module).__name__}"
+            ) from err
+    return module
+
+
+class ViTGradCAM:
+    """GradCAM for an adapter's ViT vision tower.
+
+    Args:
+        adapter: exposes ``.model`` (with ``vision_model``), ``.processor`` and a differentiable
+            ``.encode_images(pixel_values)``.
+        target_layer: a module, a dotted path from ``adapter.model`` (``"vision_model.encoder.layers.-1"``),
+            or None for the default (last layer's ``layer_norm1``).
+        hook: take the module's ``"input"`` (default) or ``"output"`` tokens.
+    """
+
+    def __init__(
+        self,
+        adapter: Any,
+        target_layer: torch.nn.Module | str | None = None,
+        hook: Literal["input", "output"] = "input",
+    ) -> None:
+        if hook not in ("input", "output"):
+            raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
+        self.adapter = adapter
+        self.model = getattr(adapter, "base_model", None) or adapter.model
+        self.layer = _resolve_layer(self.model, target_layer)
+        self.hook = hook
+        vision_config = getattr(self.model.config, "vision_config", self.model.config)
+        self.patch_size = int(vision_config.patch_size)
+
+    def activations_and_gradients(
+        self, pixel_values: torch.Tensor, targets: Sequence[Target]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Tokens at the target layer (B, T, D) and their gradient for each target's summed score."""
+        captured: list[torch.Tensor] = []
+
+        def keep(tensor: Any) -> None:
+            t = tensor[0] if isinstance(tensor, (tuple, list)) else tensor
+            captured.append(t)
+
+        if self.hook == "input":
+            handle = self.layer.register_forward_pre_hook(lambda _m, args: keep(args[0]))
+        else:
+            handle = self.layer.register_forward_hook(lambda _m, _a, out: keep(out))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                pv = pixel_values.detach().clone().requires_grad_(True)
+                embeds = self.adapter.encode_images(pv)
+                if not captured:
+                    raise RuntimeError(
+                        "the target layer was not run by encode_images; choose a vision-tower layer"
+                    )
+                acts = captured[-1]
+                grads = []
+                for i, target in enumerate(targets):
+                    score = target(embeds)
+                    if score.ndim != 1 or score.shape[0] != embeds.shape[0]:
+                        raise ValueError(
+                            f"target {i} returned shape {tuple(score.shape)}, expected ({embeds.shape[0]},)"
+                        )
+                    (g,) = torch.autograd.grad(
+                        score.sum(), acts, retain_graph=i < len(targets) - 1, allow_unused=True
+                    )
+                    grads.append(torch.zeros_like(acts) if g is None else g.detach())
+        finally:
+            handle.remove()
+            self.model.train(was_training)
+        return acts.detach(), grads
+
+    def __call__(
+        self, pixel_values: torch.Tensor, targets: Sequence[Target], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """(B, len(targets), H, W) maps in [0, 1]; H, W = ``size`` or the network input size."""
+        if pixel_values.ndim != 4:
+            raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
+        grid = (pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size)
+        acts, grads = self.activations_and_gradients(pixel_values, targets)
+        cams = torch.stack([grid_cams(acts, g, grid) for g in grads], dim=1)
+        return normalize_maps(cams, size or tuple(pixel_values.shape[-2:]))
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def _image_processor(adapter: Any) -> Any:
+    proc = adapter.processor
+    return getattr(proc, "image_processor", proc)
+
+
+def pixel_values_for(adapter: Any, images: Sequence[Any]) -> torch.Tensor:
+    """Preprocess PIL images / HxWx3 uint8 arrays with the adapter's image processor."""
+    from PIL import Image
+
+    pil = [
+        Image.fromarray(np.asarray(im)) if not isinstance(im, Image.Image) else im.convert("RGB")
+        for im in images
+    ]
+    return _image_processor(adapter)(images=pil, return_tensors="pt")["pixel_values"]
+
+
+def load_mask(path: str | os.PathLike, *, binarize: bool = True) -> np.ndarray:
+    """A mask image as float32 (H, W) in [0, 1]; grey levels binarised at 0.5 unless ``binarize=False``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    return (arr >= 0.5).astype(np.float32) if binarize else arr
+
+
+def align_masks(adapter: Any, masks: Sequence[np.ndarray], *, binarize: bool = True) -> torch.Tensor:
+    """Send (H, W) masks in [0, 1] through the image's own resize / crop, giving (B, H', W') in [0, 1].
+
+    Each mask goes through the adapter's image processor as a grey RGB image, and the normalisation is
+    undone, so the geometry matches the pixel values exactly.
+    """
+    ip = _image_processor(adapter)
+    rgb = []
+    for i, m in enumerate(masks):
+        m = np.asarray(m, dtype=np.float32)
+        if m.ndim != 2:
+            raise ValueError(f"mask {i} must be (H, W), got shape {m.shape}")
+        if m.size and (m.min() < 0 or m.max() > 1):
+            raise ValueError(f"mask {i} has values outside [0, 1]")
+        rgb.append(np.repeat((m * 255).round().astype(np.uint8)[..., None], 3, axis=2))
+    pv = pixel_values_for(adapter, rgb)[:, 0].cpu()
+    mean = (
+        float(np.atleast_1d(getattr(ip, "image_mean", [0.0]))[0])
+        if getattr(ip, "do_normalize", False)
+        else 0.0
+    )
+    std = (
+        float(np.atleast_1d(getattr(ip, "image_std", [1.0]))[0])
+        if getattr(ip, "do_normalize", False)
+        else 1.0
+    )
+    out = (pv * std + mean).clamp(0.0, 1.0)
+    return (out >= 0.5).float() if binarize else out
+
+
+def unnormalize(adapter: Any, pixel_values: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) pixel values back to (B, H, W, 3) uint8 images, for overlays."""
+    ip = _image_processor(adapter)
+    mean = torch.tensor(getattr(ip, "image_mean", [0.0, 0.0, 0.0])).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(ip, "image_std", [1.0, 1.0, 1.0])).view(1, 3, 1, 1)
+    x = (
+        pixel_values.detach().cpu() * std + mean
+        if getattr(ip, "do_normalize", False)
+        else pixel_values.detach().cpu()
+    )
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | os.PathLike, *, alpha: float = 0.5) -> Path:
+    """Blend a [0, 1] map (jet colour map) over an (H, W, 3) uint8 image and save a PNG."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    image = np.asarray(image)
+    cam = np.asarray(cam, dtype=np.float32)
+    if image.shape[:2] != cam.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {cam.shape} differ in size")
+    heat = colormaps["jet"](np.clip(cam, 0, 1))[..., :3]
+    blend = (1 - alpha) * image.astype(np.float32) / 255.0 + alpha * heat
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((blend * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- AIoU
+
+
+def _group_means(values: np.ndarray, groups: np.ndarray) -> dict[int, float]:
+    return {int(g): float(values[groups == g].mean()) for g in np.unique(groups)}
+
+
+def aiou_over_dataset(
+    adapter: Any,
+    images: Sequence[Any],
+    masks: Sequence[np.ndarray],
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    templates: Sequence[str] | None = None,
+    *,
+    groups: Sequence[int] | None = None,
+    batch_size: int = 16,
+    target_layer: torch.nn.Module | str | None = None,
+    overlay_dir: str | os.PathLike | None = None,
+    max_overlays: int = 8,
+    binarize_masks: bool = True,
+) -> dict[str, Any]:
+    """AIoU (spec §2.6, Eqs. 8–9) of GradCAM maps for every image, with per-group means.
+
+    Each image gets a map for every class; its AIoU compares the true class's map with the best other
+    class's map on the object mask (aligned to the network input like the image).
+
+    Returns ``{"aiou", "per_image_aiou", "predictions", "group_aiou", "min_group_aiou",
+    "worst_accuracy_group", "worst_group_aiou"}``: ``worst_group_aiou`` is the mean AIoU within the
+    group of lowest zero-shot accuracy (the spec's reading); ``min_group_aiou`` the lowest group mean.
+    """
+    from hf_spurious.metrics import aiou_batch, aiou_summary
+
+    n = len(images)
+    for name, seq in (("masks", masks), ("labels", labels)):
+        if len(seq) != n:
+            raise ValueError(f"{len(seq)} {name} for {n} images; pass one per image")
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} images; pass one per image")
+    if n == 0:
+        raise ValueError("no images to explain")
+    labels_arr = np.asarray(labels, dtype=np.int64)
+    if labels_arr.min() < 0 or labels_arr.max() >= len(class_names):
+        raise ValueError(
+            f"labels must lie in [0, {len(class_names)}); got {labels_arr.min()}..{labels_arr.max()}"
+        )
+    text = class_text_embeddings(adapter, class_names, templates)
+    scale = logit_scale_value(adapter)
+    targets = [ClassSimilarityTarget(text[c], scale) for c in range(len(class_names))]
+    cam = ViTGradCAM(adapter, target_layer)
+    per_image = np.empty(n, dtype=np.float64)
+    preds = np.empty(n, dtype=np.int64)
+    saved = 0
+    for start in tqdm(range(0, n, batch_size), desc="GradCAM / AIoU", unit="batch"):
+        batch = [load_image(x) for x in images[start : start + batch_size]]
+        for j, (im, m) in enumerate(zip(batch, masks[start : start + batch_size])):
+            hw = (
+                (im.size[1], im.size[0])
+                if hasattr(im, "size") and not isinstance(im, np.ndarray)
+                else np.asarray(im).shape[:2]
+            )
+            if tuple(np.asarray(m).shape) != tuple(hw):
+                raise ValueError(
+                    f"image {start + j}: mask shape {np.asarray(m).shape} differs from the image size {tuple(hw)}; "
+                    "masks must be (H, W) at the image's own resolution"
+                )
+        pv = pixel_values_for(adapter, batch)
+        maps = cam(pv, targets).cpu()  # (B, C, H, W)
+        regions = align_masks(
+            adapter, [np.asarray(m) for m in masks[start : start + batch_size]], binarize=binarize_masks
+        )
+        with torch.no_grad():
+            emb = F.normalize(adapter.encode_images(pv).float(), dim=-1)
+            preds[start : start + len(batch)] = (emb @ text.T.to(emb.device)).argmax(dim=1).cpu().numpy()
+        if regions.shape[-2:] != maps.shape[-2:]:
+            raise ValueError(
+                f"aligned masks {tuple(regions.shape[-2:])} and maps {tuple(maps.shape[-2:])} differ"
+            )
+        per_image[start : start + len(batch)] = aiou_batch(
+            maps.numpy(), regions.numpy(), labels_arr[start : start + len(batch)]
+        )
+        if overlay_dir is not None and saved < max_overlays:
+            pictures = unnormalize(adapter, pv)
+            for j in range(len(batch)):
+                if saved >= max_overlays:
+                    break
+                y = int(labels_arr[start + j])
+                save_overlay(
+                    pictures[j],
+                    maps[j, y].numpy(),
+                    Path(overlay_dir) / f"gradcam_{start + j:05d}_{class_names[y]}.png",
+                )
+                saved += 1
+    out: dict[str, Any] = {
+        "aiou": float(per_image.mean()),
+        "per_image_aiou": per_image.tolist(),
+        "predictions": preds.tolist(),
+    }
+    if groups is not None:
+        g = np.asarray(groups, dtype=np.int64)
+        group_acc = _group_means((preds == labels_arr).astype(np.float64), g)
+        worst = min(group_acc, key=lambda k: (group_acc[k], k))
+        summary = aiou_summary(per_image, g, worst_group=worst)
+        out.update(
+            group_aiou=summary["group_aiou"],
+            min_group_aiou=min(summary["group_aiou"].values()),
+            worst_accuracy_group=worst,
+            worst_group_aiou=summary["worst_group_aiou"],
+        )
+    return out
+
+
+def aiou_for_records(
+    adapter: Any,
+    records: Sequence[Any],
+    class_names: Sequence[str],
+    templates: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`aiou_over_dataset` on ``ClassificationRecord``s (each needs a ``mask_path``)."""
+    missing = [r.image_id for r in records if not r.mask_path]
+    if missing:
+        raise ValueError(f"image {missing[0]!r} has no mask_path; AIoU needs an object mask for every image")
+    return aiou_over_dataset(
+        adapter,
+        [r.image_path for r in records],
+        [load_mask(r.mask_path) for r in records],
+        [r.label for r in records],
+        class_names,
+        templates,
+        groups=[r.group for r in records],
+        **kwargs,
+    )

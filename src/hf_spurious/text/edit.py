@@ -1,0 +1,189 @@
+"""Caption synthesis for counterfactual images (spec §1.3): NP removal, prompts, or a captioner.
+
+Failure modes, all left to the caller to count:
+
+* a caption with no phrase of a removed class comes back **unchanged** (``np_removal``); pick captions
+  with :func:`choose_caption` to avoid it;
+* a caption whose every word belongs to removed phrases comes back as ``""``;
+* an empty caption raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+
+from hf_spurious.records import Phrase
+from hf_spurious.text.phrases import (
+    DEFAULT_SPACY_MODEL,
+    PhraseExtractor,
+    lexical_spans,
+    merge_spans,
+    to_phrases,
+)
+from hf_spurious.text.templates import RngLike, prompt_caption
+from hf_spurious.vocab import ClassVocabulary, load_vocabulary
+
+EditMethod = Literal["np_removal", "prompt", "captioner"]
+EDIT_METHODS: tuple[str, ...] = ("np_removal", "prompt", "captioner")
+
+_CONNECTOR = r"(?:\b(?:and|or|nor|but)\b|&)"
+_EDGE = rf"(?:[,;:\-–—]|{_CONNECTOR})"
+_LEADING = re.compile(rf"^(?:{_EDGE}\s*)+", re.I)
+_TRAILING = re.compile(rf"(?:\s*{_EDGE})+(?=\s*[.!?]*$)", re.I)
+_DOUBLE_CONNECTOR = re.compile(rf"({_CONNECTOR})(?:\s*[,;:]?\s*{_CONNECTOR})+", re.I)
+_CONNECTOR_THEN_PUNCT = re.compile(rf"({_CONNECTOR})\s*[,;:]+", re.I)
+_PREPOSITION = (
+    r"\b(?:with|of|on|in|into|onto|near|over|by|from|to|at|under|beside|behind|between|above|below|for)\b"
+)
+_PREP_THEN_CONNECTOR = re.compile(rf"({_PREPOSITION})\s*,?\s+{_CONNECTOR}", re.I)
+_CONNECTOR_THEN_PREP = re.compile(rf"\s*,?\s+{_CONNECTOR}\s+(?={_PREPOSITION})", re.I)
+
+
+def tidy(text: str) -> str:
+    """Collapse whitespace and clean up punctuation and connectors left dangling by a deletion."""
+    s = re.sub(r"\s+", " ", text)
+    s = re.sub(r"\(\s*\)|\[\s*\]", " ", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"\s+([,.;:!?)\]])", r"\1", s)  # no space before closing punctuation
+    s = re.sub(r"([(\[])\s+", r"\1", s)
+    s = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", s)  # ", ," -> ","
+    s = re.sub(r"[,;:]+(?=[.!?]|$)", "", s)  # "dog, ." -> "dog."
+    s = _CONNECTOR_THEN_PUNCT.sub(r"\1", s)  # "and, a cat" -> "and a cat"
+    s = _DOUBLE_CONNECTOR.sub(r"\1", s)  # "and and" -> "and"
+    s = _PREP_THEN_CONNECTOR.sub(r"\1", s)  # "a man with and a cat" -> "a man with a cat"
+    s = _CONNECTOR_THEN_PREP.sub(" ", s)  # "a dog and on a bench" -> "a dog on a bench"
+    prev = None
+    while prev != s:
+        prev = s
+        s = _LEADING.sub("", s).strip()
+        s = _TRAILING.sub("", s).strip()
+    if not re.search(r"[^\W_]", s):  # only punctuation is left
+        return ""
+    return s
+
+
+def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Iterable[str]) -> str:
+    """Delete every phrase that mentions a removed class, then :func:`tidy` (pure).
+
+    Words outside those phrases are kept, relation verbs included: "Two dogs fighting over a frisbee"
+    without frisbee is "Two dogs fighting over". Returns ``caption`` unchanged when no phrase matches,
+    and ``""`` when nothing is left. A leading capital letter is restored.
+    """
+    if not isinstance(caption, str) or not caption.strip():
+        raise ValueError(f"cannot edit an empty caption ({caption!r}); drop empty captions upstream")
+    removed = frozenset(removed_classes)
+    spans = []
+    for p in phrases:
+        if not (0 <= p.start < p.end <= len(caption)) or caption[p.start : p.end] != p.text:
+            raise ValueError(
+                f"phrase {p.text!r} at [{p.start}, {p.end}) does not match caption {caption!r}; "
+                "phrases must come from this caption"
+            )
+        if p.classes & removed:
+            spans.append((p.start, p.end))
+    if not spans:
+        return caption
+    pieces, pos = [], 0
+    for s, e in merge_spans(spans):
+        pieces.append(caption[pos:s])
+        pos = e
+    pieces.append(caption[pos:])
+    out = tidy(" ".join(pieces))
+    if out and caption.lstrip()[:1].isupper():
+        out = out[0].upper() + out[1:]
+    return out
+
+
+def remove_mentions(caption: str, vocabulary: ClassVocabulary, removed_classes: Iterable[str]) -> str:
+    """:func:`remove_phrases` with lexical phrases (mentions widened over determiners)."""
+    mentions = vocabulary.mentions(caption)
+    return remove_phrases(
+        caption, to_phrases(caption, lexical_spans(caption, mentions), mentions), removed_classes
+    )
+
+
+def _known(classes: Iterable[str], vocab: ClassVocabulary) -> frozenset[str]:
+    out = frozenset([classes] if isinstance(classes, str) else classes)
+    unknown = sorted(c for c in out if c not in vocab)
+    if unknown:
+        raise ValueError(
+            f"classes {unknown} are not active classes of vocabulary {vocab.name!r}; known: {list(vocab.classes)}"
+        )
+    return out
+
+
+@lru_cache(maxsize=2)
+def _default_extractor(model: str) -> PhraseExtractor:
+    return PhraseExtractor(model)
+
+
+def np_removal(
+    caption: str,
+    removed: Iterable[str],
+    vocabulary: ClassVocabulary,
+    extractor: PhraseExtractor | None = None,
+) -> str:
+    """Noun-phrase removal; afterwards no mention of a removed class is left (leftovers, e.g. words that a
+    deletion joined into a new mention, are removed lexically)."""
+    removed = frozenset(removed)
+    extractor = extractor or _default_extractor(DEFAULT_SPACY_MODEL)
+    out = remove_phrases(caption, extractor.phrases(caption, vocabulary), removed)
+    while out and removed & vocabulary.classes_in(out):
+        out = remove_mentions(out, vocabulary, removed)
+    return out
+
+
+def edit_caption(
+    caption: str,
+    removed: Iterable[str],
+    present: Iterable[str],
+    method: EditMethod = "np_removal",
+    *,
+    vocabulary: ClassVocabulary | str,
+    extractor: PhraseExtractor | None = None,
+    rng: RngLike = None,
+    image: Any = None,
+    captioner: Any = None,
+) -> str:
+    """The caption y' of a counterfactual image whose ``removed`` classes were inpainted away.
+
+    ``np_removal`` deletes the removed classes' noun phrases from ``caption`` (``extractor`` defaults to
+    a shared ``PhraseExtractor()``); ``prompt`` fills a seeded template with the ``present`` classes;
+    ``captioner`` runs ``captioner`` (a :class:`~hf_spurious.text.captioner.Captioner` or any callable
+    image -> str) on ``image``.
+    """
+    vocab = load_vocabulary(vocabulary)
+    removed = _known(removed, vocab)
+    if method == "np_removal":
+        if not removed:
+            raise ValueError("np_removal needs at least one removed class")
+        return np_removal(caption, removed, vocab, extractor)
+    if method == "prompt":
+        return prompt_caption(present if isinstance(present, (set, frozenset)) else list(present), rng)
+    if method == "captioner":
+        if captioner is None or image is None:
+            raise ValueError(
+                "method='captioner' needs both image= and captioner= (e.g. Captioner(model_dir))"
+            )
+        out = captioner(image)
+        return out if isinstance(out, str) else out[0]
+    raise ValueError(f"unknown caption method {method!r}; choose one of {EDIT_METHODS}")
+
+
+def choose_caption(
+    captions: Sequence[str], removed: Iterable[str], vocabulary: ClassVocabulary | str, rng: RngLike = None
+) -> str | None:
+    """The first caption, in a seeded random order (source order if ``rng`` is None), that mentions a
+    removed class; ``None`` if none does (skip the image and count it)."""
+    vocab = load_vocabulary(vocabulary)
+    removed = _known(removed, vocab)
+    order = range(len(captions)) if rng is None else np.random.default_rng(rng).permutation(len(captions))
+    for i in order:
+        if removed & vocab.classes_in(captions[int(i)]):
+            return captions[int(i)]
+    return None

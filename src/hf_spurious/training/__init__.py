@@ -1,0 +1,37 @@
+"""Spurious-aware fine-tuning: ``SpuriousTrainingArguments``, ``SpuriousAwareTrainer``, collators, sampling,
+Group DRO and cached frozen features."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SpuriousTrainingArguments": "hf_spurious.training.config",
+    "SpuriousAwareTrainer": "hf_spurious.training.trainer",
+    "SpuriousModel": "hf_spurious.training.trainer",
+    "dataset_groups": "hf_spurious.training.trainer",
+    "RetrievalCollator": "hf_spurious.training.collators",
+    "ClassificationCollator": "hf_spurious.training.collators",
+    "load_image": "hf_spurious.training.collators",
+    "GroupBalancedSampler": "hf_spurious.training.samplers",
+    "group_weights": "hf_spurious.training.samplers",
+    "GroupDRO": "hf_spurious.training.group_dro",
+    "cache_features": "hf_spurious.training.features",
+    "compute_features": "hf_spurious.training.features",
+    "prompt_features": "hf_spurious.training.features",
+    "classification_rows": "hf_spurious.training.data",
+    "retrieval_rows": "hf_spurious.training.data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hf_spurious.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,129 @@
+"""Collators: image–caption pairs (retrieval, D ∪ D′) and labelled images with attributes (classification).
+
+Rows are dicts (a ``datasets.Dataset`` row or a plain dict). Images may be a PIL image, a file path,
+an ``{"bytes": ..., "path": ...}`` dict (the ``datasets.Image`` storage form) or an ``HxWx3`` uint8 array.
+Rows that carry cached features (``image_features`` / ``text_features``, see
+:mod:`hf_spurious.training.features`) are stacked instead of being processed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+MISSING = -1  # attribute value of an example without an attribute label
+
+
+def load_image(value: Any, where: str = "row") -> Image.Image:
+    """Open one image cell as an RGB PIL image."""
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+    if isinstance(value, np.ndarray):
+        return Image.fromarray(value.astype(np.uint8)).convert("RGB")
+    if isinstance(value, (str, io.BytesIO)) or hasattr(value, "__fspath__"):
+        with Image.open(value) as im:
+            return im.convert("RGB")
+    raise TypeError(
+        f"{where}: cannot read an image from {type(value).__name__}; give a PIL image, path or array"
+    )
+
+
+def _stack(rows: Sequence[dict[str, Any]], key: str) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(np.asarray(r[key]), dtype=torch.float32) for r in rows])
+
+
+def _int_column(rows: Sequence[dict[str, Any]], key: str, default: int | None = None) -> torch.Tensor:
+    values = []
+    for i, r in enumerate(rows):
+        v = r.get(key, default)
+        if v is None:
+            if default is None:
+                raise KeyError(f"row {i} has no {key!r}; every classification example needs it")
+            v = default
+        values.append(int(v))
+    return torch.tensor(values, dtype=torch.long)
+
+
+@dataclass
+class RetrievalCollator:
+    """Image–caption pairs -> ``pixel_values``, ``input_ids``, ``attention_mask``, ``is_counterfactual``.
+
+    Columns: ``image`` and ``caption`` (or cached ``image_features`` and ``text_features``); optional
+    ``is_counterfactual`` (bool, D′ rows) and ``image_id`` (for eval Recall@K; mapped to ``image_index``
+    by the trainer).
+    """
+
+    processor: Any = None
+    max_length: int | None = None
+    image_key: str = "image"
+    caption_key: str = "caption"
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("empty batch")
+        out: dict[str, torch.Tensor] = {}
+        if "image_features" in rows[0]:
+            out["image_features"] = _stack(rows, "image_features")
+            out["text_features"] = _stack(rows, "text_features")
+        else:
+            if self.processor is None:
+                raise ValueError("RetrievalCollator needs a processor for raw images and captions")
+            images = [load_image(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+            captions = [str(r[self.caption_key]) for r in rows]
+            enc = self.processor(
+                images=images,
+                text=captions,
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            )
+            out["pixel_values"] = enc["pixel_values"]
+            out["input_ids"] = enc["input_ids"]
+            out["attention_mask"] = enc["attention_mask"]
+        out["is_counterfactual"] = torch.tensor([bool(r.get("is_counterfactual", False)) for r in rows])
+        if "image_index" in rows[0]:
+            out["image_index"] = _int_column(rows, "image_index")
+        return out
+
+
+@dataclass
+class ClassificationCollator:
+    """Labelled images -> ``pixel_values`` (or ``image_features``), ``labels``, ``attributes``, ``groups``.
+
+    Columns: ``image`` (or cached ``image_features``), ``label``, optional ``attribute`` (missing -> -1;
+    an attribute loss then raises naming the example) and optional ``group`` (default
+    ``label * num_attributes + attribute``, -1 when the attribute is missing).
+    """
+
+    processor: Any = None
+    num_attributes: int = 2
+    image_key: str = "image"
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("empty batch")
+        out: dict[str, torch.Tensor] = {}
+        if "image_features" in rows[0]:
+            out["image_features"] = _stack(rows, "image_features")
+        else:
+            if self.processor is None:
+                raise ValueError("ClassificationCollator needs a processor for raw images")
+            images = [load_image(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+            out["pixel_values"] = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        labels = _int_column(rows, "label")
+        attributes = _int_column(rows, "attribute", default=MISSING)
+        if "group" in rows[0]:
+            groups = _int_column(rows, "group", default=MISSING)
+        else:
+            groups = torch.where(attributes >= 0, labels * self.num_attributes + attributes, MISSING)
+        out.update(labels=labels, attributes=attributes, groups=groups)
+        return out

@@ -1,0 +1,273 @@
+"""``SpuriousTrainingArguments``: the configuration of :class:`SpuriousAwareTrainer` (TRL style)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+TASKS = ("retrieval", "classification")
+FREEZE_POLICIES = ("projection", "full", "lora")
+
+
+def default_templates() -> list[str]:
+    """The 80 CLIP ImageNet prompt templates (spec §2.9), from :mod:`hf_spurious.text`."""
+    from hf_spurious.text import TEMPLATES
+
+    return list(TEMPLATES)
+
+
+@dataclass
+class SpuriousTrainingArguments(TrainingArguments):
+    r"""
+    Configuration class for [`SpuriousAwareTrainer`]: the spurious-aware losses of Yang et al. (ICML 2023),
+    the counterfactual fine-tuning of Kim et al. (CVPRW 2023), Group DRO (Sagawa et al., ICLR 2020).
+
+    Only the parameters specific to this trainer are listed here; see [`~transformers.TrainingArguments`]
+    for the rest. Every field has a help string, so [`~transformers.HfArgumentParser`] makes it a CLI.
+
+    > Parameters that control the task and the losses
+
+    task (`str`, *optional*, defaults to `"classification"`): `"retrieval"` (image–caption pairs, D ∪ D′)
+        or `"classification"` (labelled images with spurious attributes, Waterbirds-style).
+    clip_weight, class_weight, image_class_weight, text_class_weight, image_spurious_weight,
+    text_spurious_weight, itm_weight (`float`): weights of L_CLIP, the ERM cross-entropy on the zero-shot
+        logits, L_vc, L_lc, L_vs, L_ls and BLIP's ITM loss. A term with weight 0 is not computed.
+    contrastive_form (`str`, defaults to `"supcon"`): `"supcon"` (the paper's CS) or `"linear"` (the
+        released code's cosine-mean form, reference-compat).
+    spurious_form (`str`, defaults to `"contrastive"`): L_vs as `"contrastive"` or the code's `"cross_entropy"`.
+    spurious_grouping (`str`, defaults to `"attribute"`): L_vs positives share the `"attribute"` or the
+        `"class_attribute"` group.
+
+    > Parameters that control the prompts, the model and what is trained
+
+    templates, class_names, attribute_names, attribute_prompts, logit_scale_init, learn_logit_scale,
+    freeze_policy, lora_target_modules, lora_r, lora_alpha, use_cached_features, feature_cache_dir.
+
+    > Parameters that control sampling, the objective and model selection
+
+    sampling (`"uniform"` | `"group_balanced"`), objective (`"erm"` | `"group_dro"`), dro_step_size,
+    dro_generalization_adjustment, if_no_positives.
+
+    > [!NOTE]
+    > Overridden [`~transformers.TrainingArguments`] defaults: `remove_unused_columns=False` (the collators
+    > need the raw columns), `report_to="none"`, `logging_steps=10`, `learning_rate=1e-5`, `save_only_model`
+    > unchanged; for `task="classification"`, `metric_for_best_model="worst_group_accuracy"` and
+    > `greater_is_better=True` unless given (set `load_best_model_at_end=True` with matching eval/save
+    > strategies to keep the best-val-worst-group checkpoint, as the paper does).
+    """
+
+    # --- task and losses ---
+    task: str = field(
+        default="classification",
+        metadata={
+            "help": "Task: 'retrieval' (image-caption pairs, D ∪ D′) or 'classification' (labels + attributes).",
+            "choices": list(TASKS),
+        },
+    )
+    clip_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the symmetric CLIP contrastive loss L_CLIP."}
+    )
+    class_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the cross-entropy on the zero-shot class logits (the paper's ERM baseline)."
+        },
+    )
+    image_class_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of L_vc: image-image contrastive loss over classes (Yang et al. 2023)."},
+    )
+    text_class_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of L_lc: prompt-prompt contrastive loss over classes (templates x classes)."
+        },
+    )
+    image_spurious_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of L_vs: image contrastive loss over spurious-attribute groups."},
+    )
+    text_spurious_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of L_ls: mean |cos| between class prompts and attribute prompts (decorrelation)."
+        },
+    )
+    itm_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of BLIP's image-text matching loss (retrieval, models with an ITM head only)."
+        },
+    )
+    contrastive_form: str = field(
+        default="supcon",
+        metadata={
+            "help": "Form of L_vc/L_lc/L_vs: 'supcon' (paper CS) or 'linear' (released code, reference-compat).",
+            "choices": ["supcon", "linear"],
+        },
+    )
+    spurious_form: str = field(
+        default="contrastive",
+        metadata={
+            "help": "L_vs as 'contrastive' (paper) or 'cross_entropy' (released code: attribute classifier).",
+            "choices": ["contrastive", "cross_entropy"],
+        },
+    )
+    spurious_grouping: str = field(
+        default="attribute",
+        metadata={
+            "help": "L_vs positives share the 'attribute' value or the '(class, attribute)' group.",
+            "choices": ["attribute", "class_attribute"],
+        },
+    )
+    mask_same_class_in_clip: bool = field(
+        default=False,
+        metadata={
+            "help": "Classification: drop same-class off-diagonal pairs from the CLIP loss denominators."
+        },
+    )
+    if_no_positives: str = field(
+        default="skip",
+        metadata={
+            "help": "A contrastive term whose batch has no positive pair: 'skip' it for that step (counted "
+            "in the logs as skipped_<term>) or 'raise'.",
+            "choices": ["skip", "raise"],
+        },
+    )
+    # --- prompts ---
+    templates: list[str] = field(
+        default_factory=default_templates,
+        metadata={"help": "Prompt templates with one '{}' (default: the 80 CLIP ImageNet templates)."},
+    )
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Class names filled into the templates (classification), e.g. landbird waterbird."},
+    )
+    attribute_names: list[str] | None = field(
+        default=None, metadata={"help": "Spurious-attribute names for L_ls prompts, e.g. land water."}
+    )
+    attribute_prompts: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Generic attribute prompts for the cross-entropy L_vs, e.g. 'bird on land' 'bird on water'."
+        },
+    )
+    # --- model ---
+    logit_scale_init: float | None = field(
+        default=None,
+        metadata={
+            "help": "Re-initialise the log logit scale s (tau = 1/exp(s)); Yang et al. use ln(1/0.07) = "
+            f"{math.log(1 / 0.07):.4f}. None keeps the pretrained value."
+        },
+    )
+    learn_logit_scale: bool = field(
+        default=True, metadata={"help": "Train the logit scale (else keep it fixed)."}
+    )
+    freeze_policy: str = field(
+        default="projection",
+        metadata={
+            "help": "What is trained: 'projection' (projections + logit scale), 'full', or 'lora' (peft).",
+            "choices": list(FREEZE_POLICIES),
+        },
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "LoRA target module names (freeze_policy='lora'); None = the adapter's default."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    use_cached_features: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Train on pre-computed frozen-encoder features; None = on when freeze_policy='projection'."
+        },
+    )
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where cached features are stored (default: <output_dir>/feature_cache)."},
+    )
+    # --- sampling, objective ---
+    sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "'uniform' shuffling or 'group_balanced' (weights 1/|group|, with replacement, as WILDS).",
+            "choices": ["uniform", "group_balanced"],
+        },
+    )
+    objective: str = field(
+        default="erm",
+        metadata={
+            "help": "'erm' (mean loss) or 'group_dro' (Sagawa et al. 2020, online group weights).",
+            "choices": ["erm", "group_dro"],
+        },
+    )
+    dro_step_size: float = field(
+        default=0.01, metadata={"help": "Group DRO step size eta for q <- q exp(eta loss_g)."}
+    )
+    dro_generalization_adjustment: float = field(
+        default=0.0,
+        metadata={"help": "Group DRO generalisation adjustment C (adds C / sqrt(n_g) to group losses)."},
+    )
+    lr_step_decay_every_epochs: float | None = field(
+        default=None,
+        metadata={
+            "help": "Step decay: multiply the learning rate by lr_step_decay_factor every this many epochs "
+            "(Kim et al.: 2 for CLIP, 0.5 for BLIP). Replaces lr_scheduler_type when set."
+        },
+    )
+    lr_step_decay_factor: float = field(default=0.5, metadata={"help": "Factor of the step decay."})
+    # --- overridden TrainingArguments defaults ---
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep all dataset columns (the collators need them)."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every X updates steps."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "The initial learning rate."})
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.freeze_policy not in FREEZE_POLICIES:
+            raise ValueError(f"freeze_policy must be one of {FREEZE_POLICIES}, got {self.freeze_policy!r}")
+        for name in (
+            "clip_weight",
+            "class_weight",
+            "image_class_weight",
+            "text_class_weight",
+            "image_spurious_weight",
+            "text_spurious_weight",
+            "itm_weight",
+            "dro_step_size",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        bad = [t for t in self.templates if t.count("{}") != 1]
+        if bad:
+            raise ValueError(f"every template needs exactly one '{{}}'; fix {bad[0]!r}")
+        if self.task == "classification" and self.metric_for_best_model is None:
+            self.metric_for_best_model = "worst_group_accuracy"
+            if self.greater_is_better is None:
+                self.greater_is_better = True
+        if self.text_spurious_weight > 0 and not self.attribute_names:
+            raise ValueError(
+                "text_spurious_weight > 0 needs attribute_names (e.g. --attribute_names land water)"
+            )
+        if (
+            self.spurious_form == "cross_entropy"
+            and self.image_spurious_weight > 0
+            and not self.attribute_prompts
+        ):
+            raise ValueError(
+                "spurious_form='cross_entropy' needs attribute_prompts (e.g. 'bird on land' 'bird on water')"
+            )
+        if self.use_cached_features and self.freeze_policy != "projection":
+            raise ValueError("use_cached_features needs frozen encoders: set freeze_policy='projection'")
+        super().__post_init__()
+
+    @property
+    def cached(self) -> bool:
+        """Whether training runs on cached features (the default under the 'projection' policy)."""
+        if self.use_cached_features is None:
+            return self.freeze_policy == "projection"
+        return bool(self.use_cached_features)

@@ -1,0 +1,514 @@
+"""Counterfactual generation, the `datasets` builders and Hub export, on a SpuriousShapes world.
+
+Every property is checked independently of the planner: α rules recomputed from ``removed_boxes`` and the
+source annotations with plain numpy, captions re-matched with the vocabulary, pixels compared with the
+source PNG files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hf_spurious.data.builders import ShapesDecorrelated, build_gallery, load_source_records, world_pairs
+from hf_spurious.data.hub import export_parquet, push_decorrelated_to_hub
+from hf_spurious.records import SceneRecord
+from hf_spurious.synthesis.generator import (
+    SynthesisError,
+    SynthesisSettings,
+    collect_stats,
+    generate_counterfactuals,
+    merge_shards,
+)
+from hf_spurious.vocab import load_vocabulary
+
+VOCAB = load_vocabulary("shapes")
+
+
+def _settings(**kw) -> SynthesisSettings:
+    base = {"source": "shapes", "split": "test", "inpainter": "opencv", "shard_size": 8, "num_workers": 1}
+    base.update(kw)
+    return SynthesisSettings(**base)
+
+
+def _run(records, settings, work, **kw):
+    kw = {"process_index": 0, "num_processes": 1, "show_progress": False, **kw}
+    return generate_counterfactuals(records, settings, work, **kw)
+
+
+def _rows(path_or_paths) -> list[dict]:
+    paths = path_or_paths if isinstance(path_or_paths, list) else [path_or_paths]
+    return [r for p in paths for r in pq.read_table(p).to_pylist()]
+
+
+def _decode(png: bytes, flags=cv2.IMREAD_COLOR) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(png, np.uint8), flags)
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if arr.ndim == 3 else arr
+
+
+def _box_pixels(box, w, h) -> np.ndarray:
+    """Independent rasteriser: pixel (r, c) is in the box iff its unit square overlaps the box."""
+    x, y, bw, bh = box
+    rows = np.arange(h)[:, None]
+    cols = np.arange(w)[None, :]
+    return (cols + 1 > x) & (cols < x + bw) & (rows + 1 > y) & (rows < y + bh)
+
+
+def check_rows(rows, records_by_id, settings, *, oracle=False):
+    """The must-show properties of every row."""
+    for row in rows:
+        rec: SceneRecord = records_by_id[row["source_image_id"]]
+        w, h = rec.width, rec.height
+        removed, present = set(row["removed_classes"]), set(row["present_classes"])
+        source_classes = {o.category for o in rec.objects}
+        # present classes are visible in the source annotations, and partition the source classes
+        assert present and present <= source_classes and removed <= source_classes
+        assert present | removed == source_classes and not present & removed
+        # removed_boxes are exactly the source boxes of the removed classes
+        expected_boxes = sorted(tuple(o.bbox) for o in rec.objects if o.category in removed)
+        got_boxes = sorted(tuple(b) for b in row["removed_boxes"])
+        np.testing.assert_allclose(np.array(got_boxes), np.array(expected_boxes, dtype=np.float32), rtol=1e-6)
+        # α rules, recomputed from the annotations
+        region = {c: np.zeros((h, w), bool) for c in source_classes}
+        for o in rec.objects:
+            region[o.category] |= _box_pixels(o.bbox, w, h)
+        b_prime = np.zeros((h, w), bool)
+        for b in row["removed_boxes"]:
+            b_prime |= _box_pixels(b, w, h)
+        target = region[row["target_class"]]
+        for c in source_classes - {row["target_class"]}:
+            ratio = (target & region[c]).sum() / region[c].sum()
+            assert (ratio > settings.alpha2) == (c in removed), (row["source_image_id"], c, ratio)
+        for c in present:
+            assert (b_prime & region[c]).sum() / region[c].sum() < settings.alpha1
+        assert b_prime.sum() / (w * h) < settings.alpha3
+        # the caption names no removed class (and, for D', a present one)
+        mentioned = VOCAB.classes_in(row["caption"])
+        assert not mentioned & removed, row["caption"]
+        if settings.require_present:
+            assert mentioned & present
+        assert row["source_caption"] == rec.captions[row["source_caption_index"]]
+        assert VOCAB.classes_in(row["source_caption"]) & removed or settings.text_method != "np_removal"
+        # pixels: mask == dilated union of removed boxes; outside it the source pixels are kept
+        mask = _decode(row["mask"]["bytes"], cv2.IMREAD_GRAYSCALE) > 0
+        dil = settings.dilation
+        expected_mask = cv2.dilate(b_prime.astype(np.uint8), np.ones((2 * dil + 1,) * 2, np.uint8)) > 0
+        np.testing.assert_array_equal(mask, expected_mask)
+        image = _decode(row["image"]["bytes"])
+        source = cv2.cvtColor(cv2.imread(rec.image_path), cv2.COLOR_BGR2RGB)
+        assert image.shape == source.shape == (h, w, 3)
+        if not oracle:
+            np.testing.assert_array_equal(image[~mask], source[~mask])
+            assert not np.array_equal(image[mask], source[mask])
+
+
+@pytest.fixture(scope="module")
+def test_records(shapes_world):
+    return load_source_records(_settings(), shapes_world, "test")
+
+
+@pytest.fixture(scope="module")
+def reference_run(shapes_world, test_records, tmp_path_factory):
+    work = tmp_path_factory.mktemp("ref")
+    settings = _settings()
+    result = _run(test_records, settings, work / "work")
+    files = merge_shards(work / "work", work / "out")
+    return settings, result, files
+
+
+def test_rows_obey_the_rules(reference_run, test_records):
+    settings, result, files = reference_run
+    assert result.complete and result.num_shards == 4
+    rows = _rows(files)
+    stats = collect_stats(result.work_dir)
+    assert stats["images"] == len(test_records) == 30
+    assert stats["eligible"] == len(rows) == stats["rows"] > 0
+    assert stats["eligible"] + sum(stats["skipped"].values()) == stats["images"]
+    check_rows(rows, {r.image_id: r for r in test_records}, settings)
+    # images with fewer than two classes are exactly the counted ones
+    single = sum(len(r.classes) < 2 for r in test_records)
+    assert stats["skipped"].get("fewer_than_two_classes", 0) == single
+
+
+def test_resume_and_processes_give_identical_bytes(reference_run, test_records, tmp_path):
+    settings, _, files = reference_run
+    ref_bytes = [f.read_bytes() for f in files]
+    # two processes, run one after the other in-process
+    two = tmp_path / "two"
+    r1 = _run(test_records, settings, two, process_index=1, num_processes=2)
+    assert r1.ran_shards == [1, 3] and not r1.complete
+    with pytest.raises(SynthesisError, match="not done yet"):
+        merge_shards(two, tmp_path / "two_out")
+    _run(test_records, settings, two, process_index=0, num_processes=2)
+    assert [f.read_bytes() for f in merge_shards(two, tmp_path / "two_out")] == ref_bytes
+    # killed after one shard, then resumed: the finished shard is not redone
+    kill = tmp_path / "kill"
+    first = _run(test_records, settings, kill, max_shards=1)
+    assert first.ran_shards == [0] and first.done_shards == [0]
+    before = (kill / "shards" / "00000.parquet").stat().st_mtime_ns
+    rest = _run(test_records, settings, kill)
+    assert rest.ran_shards == [1, 2, 3] and rest.complete
+    assert (kill / "shards" / "00000.parquet").stat().st_mtime_ns == before
+    # a crash in the middle of a shard leaves no half-written shard behind
+    crash = tmp_path / "crash"
+    with mock.patch("hf_spurious.synthesis.generator.encode_png", side_effect=RuntimeError("boom")):
+        with pytest.raises(RuntimeError, match="boom"):
+            _run(test_records, settings, crash)
+    assert not list((crash / "shards").glob("*.parquet"))
+    _run(test_records, settings, crash)
+    assert [f.read_bytes() for f in merge_shards(crash, tmp_path / "crash_out")] == ref_bytes
+    assert [f.read_bytes() for f in merge_shards(kill, tmp_path / "kill_out")] == ref_bytes
+    # another seed is another run: refused in the same directory
+    with pytest.raises(SynthesisError, match="other settings"):
+        _run(test_records, _settings(seed=1), kill)
+
+
+@pytest.mark.parametrize("spec", ["zero", "mean", "blur", "opencv:ns"])
+def test_fill_methods_keep_outside_pixels(spec, test_records, tmp_path):
+    settings = _settings(inpainter=spec, dilation=1, max_images=12)
+    _run(test_records, settings, tmp_path / "w")
+    rows = _rows(merge_shards(tmp_path / "w", tmp_path / "o"))
+    assert rows and {r["image_method"] for r in rows} == {"opencv:ns" if spec == "opencv:ns" else spec}
+    check_rows(rows, {r.image_id: r for r in test_records}, settings)
+
+
+def test_partner_policy_and_oracle_builder(shapes_world, test_records, tmp_path):
+    pairs = world_pairs(shapes_world)
+    builder = ShapesDecorrelated(
+        data_dir=str(shapes_world), config_name="test_oracle", cache_dir=str(tmp_path / "c")
+    )
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="test")
+    assert len(ds) > 0 and ds.features["image"].__class__.__name__ == "Image"
+    from hf_spurious.data.world import load_world
+
+    world = load_world(shapes_world)
+    by_id = {r.image_id: r for r in test_records}
+    for row in ds.with_format("numpy"):
+        rec = by_id[row["source_image_id"]]
+        assert any(p == row["target_class"] and a in rec.classes for a, p in pairs)
+        np.testing.assert_array_equal(
+            np.asarray(row["image"]),
+            world.render_without("test", int(rec.image_id), list(row["removed_classes"])),
+        )
+    stats = builder.generation_result.stats()
+    no_pair = sum(not any(a in r.classes and p in r.classes for a, p in pairs) for r in test_records)
+    assert stats["skipped"].get("no_target_pair", 0) == no_pair
+
+
+def test_builder_rows_equal_generator_rows(shapes_world, reference_run, tmp_path):
+    _, _, files = reference_run
+    builder = ShapesDecorrelated(
+        data_dir=str(shapes_world),
+        config_name="test",
+        cache_dir=str(tmp_path / "c"),
+        shard_size=8,
+        num_workers=1,
+    )
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="test")
+    expected = _rows(files)
+    got = ds.cast_column("image", ds.features["image"].__class__(decode=False)).cast_column(
+        "mask", ds.features["mask"].__class__(decode=False)
+    )
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a["image"]["bytes"] == b["image"]["bytes"] and a["caption"] == b["caption"]
+        assert a["removed_classes"] == b["removed_classes"] and a["mask"]["bytes"] == b["mask"]["bytes"]
+
+
+def test_diffusers_end_to_end_from_local_dir(test_records, tiny_model_dir, tmp_path):
+    model = tiny_model_dir("inpaint")
+    settings = _settings(
+        inpainter=f"diffusers:{model}",
+        inpainter_options={"steps": 2, "batch_size": 4},
+        batch_size=4,
+        max_images=10,
+    )
+    result = _run(test_records, settings, tmp_path / "w")
+    rows = _rows(merge_shards(result.work_dir, tmp_path / "o"))
+    assert rows and rows[0]["image_method"] == f"diffusers:{model}"
+    check_rows(rows, {r.image_id: r for r in test_records}, settings)
+
+
+def _record(image_id, path, objects, captions, w=64, h=64):
+    return SceneRecord.build(
+        image_id=image_id,
+        image_path=str(path),
+        width=w,
+        height=h,
+        objects=objects,
+        captions=captions,
+        split="test",
+    )
+
+
+def test_bad_inputs_are_counted_or_named(shapes_world, tmp_path):
+    src = cv2.imread(str(next((shapes_world / "images" / "test").glob("*.png"))))
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    cv2.imwrite(str(good), src)
+    bad.write_bytes(b"not a png at all")
+    two = [((2, 2, 10, 10), "dog"), ((40, 40, 10, 10), "frisbee")]
+    records = [
+        _record(1, good, two, ["A dog with a frisbee on the grass"]),
+        _record(2, bad, two, ["A dog with a frisbee on the grass"]),
+        _record(3, good, [((2, 2, 10, 10), "dog")], ["A dog on the grass"]),  # one class
+        _record(4, good, two, ["Something green"]),  # no caption names any class
+        _record(5, good, [((0, 0, 60, 60), "dog"), ((58, 58, 6, 6), "frisbee")], ["A big dog and a frisbee"]),
+        _record(6, good, two, ["A dog with a frisbee"], w=70),  # annotation size != file size
+    ]
+    settings = _settings(target_policy="partner", target_pairs=[("dog", "frisbee")], dilation=0)
+    _run(records, settings, tmp_path / "w")
+    stats = collect_stats(tmp_path / "w")
+    assert stats["eligible"] == 2  # records 1 and 5 (partner removal keeps the big dog)
+    assert stats["skipped"] == {
+        "unreadable_image": 1,
+        "fewer_than_two_classes": 1,
+        "no_caption_mentions_removed": 1,
+        "image_size_mismatch": 1,
+    }
+    assert stats["skipped_examples"]["unreadable_image"] == ["2"]
+    # a mask that would cover everything is a counted skip
+    _run(records[:1], _settings(dilation=64), tmp_path / "cover")
+    assert collect_stats(tmp_path / "cover")["skipped"] == {"mask_covers_image": 1}
+    # the unreadable file named with on_error="raise"
+    with pytest.raises(SynthesisError, match=r"bad\.png"):
+        _run(records[1:2], _settings(on_error="raise"), tmp_path / "raise")
+    # export: the card lists every skip reason with its count
+    out = export_parquet(tmp_path / "w", tmp_path / "export")
+    card = (out / "README.md").read_text()
+    for reason in stats["skipped"]:
+        assert f"| {reason} | 1 |" in card
+    assert "CHAIR word list (substitute)" in card
+
+
+def test_missing_spacy_model_warns_and_is_recorded(test_records, tmp_path):
+    from hf_spurious.text import SpacyFallbackWarning
+
+    settings = _settings(spacy_model="no_such_spacy_model_xyz", inpainter="zero", max_images=8)
+    with pytest.warns(SpacyFallbackWarning, match="no_such_spacy_model_xyz"):
+        _run(test_records, settings, tmp_path / "w")
+    rows = _rows(merge_shards(tmp_path / "w", tmp_path / "o"))
+    check_rows(rows, {r.image_id: r for r in test_records}, settings)
+    backends = collect_stats(tmp_path / "w")["text_backends"]
+    assert backends and "no_such_spacy_model_xyz" not in backends
+    card = (export_parquet(tmp_path / "w", tmp_path / "e") / "README.md").read_text()
+    assert f"| noun phrases | {backends[0]} |" in card
+
+
+def test_export_round_trip_and_card(reference_run, tmp_path):
+    import datasets
+
+    _, result, _ = reference_run
+    out = export_parquet(result.work_dir, tmp_path / "export")
+    files = sorted((out / "test").glob("*.parquet"))
+    card = (out / "README.md").read_text()
+    header = card.split("---")[1]
+    import yaml
+
+    meta = yaml.safe_load(header)
+    assert meta["configs"][0]["config_name"] == "test"
+    assert meta["configs"][0]["data_files"] == [{"split": "test", "path": "test/test-*.parquet"}]
+    cache = str(tmp_path / "hf_cache")
+    a = datasets.load_dataset("parquet", data_files={"test": [str(f) for f in files]}, split="test", cache_dir=cache)
+    b = datasets.load_dataset(str(out), "test", split="test", cache_dir=cache)
+    c = datasets.load_dataset(str(out), split="test", cache_dir=cache)  # the default config
+    raw = _rows(files)
+    assert len(a) == len(b) == len(c) == len(raw) > 0
+    for ds in (a, b, c):
+        undecoded = ds.cast_column("image", datasets.Image(decode=False))
+        assert [r["bytes"] for r in undecoded["image"]] == [r["image"]["bytes"] for r in raw]
+        assert ds["caption"] == [r["caption"] for r in raw]
+        assert ds.features["removed_boxes"] == datasets.List(
+            datasets.List(datasets.Value("float32"), length=4)
+        )
+    # a Dataset whose images are file paths: export embeds the bytes (the to_parquet pitfall)
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    paths = []
+    for i in range(3):
+        p = img_dir / f"{i}.png"
+        cv2.imwrite(str(p), np.full((8, 8, 3), i * 40, np.uint8))
+        paths.append(str(p))
+    ds = datasets.Dataset.from_dict(
+        {"image": paths, "caption": ["a", "b", "c"]},
+        features=datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string")}),
+    )
+    out2 = export_parquet(ds, tmp_path / "export2", config_name="tiny", split="test")
+    table = pq.read_table(next((out2 / "tiny").glob("*.parquet"))).to_pylist()
+    assert [r["image"]["bytes"] for r in table] == [Path(p).read_bytes() for p in paths]
+    first = datasets.load_dataset(str(out2), "tiny", split="test", cache_dir=cache)
+    # a new export into a folder of the same name is not shadowed by datasets' cache of the old one
+    other = export_parquet(ds.select([0]), tmp_path / "elsewhere" / "export2", config_name="tiny", split="test")
+    shutil.rmtree(img_dir)  # the exports must not depend on the image files any more
+    assert len(datasets.load_dataset(str(other), "tiny", split="test", cache_dir=cache)) == 1
+    assert len(first) == 3 and np.asarray(first[2]["image"]).max() == 80
+
+
+def test_push_uses_hfapi(tmp_path, reference_run):
+    _, result, _ = reference_run
+    out = export_parquet(result.work_dir, tmp_path / "export")
+    api = mock.MagicMock()
+    api.create_repo.return_value = "https://huggingface.co/datasets/me/shapes"
+    url = push_decorrelated_to_hub(out, api=api, private=True)
+    assert url.endswith("me/shapes")
+    api.create_repo.assert_called_once()
+    assert api.create_repo.call_args.kwargs["repo_id"] == "hf_spurious/shapes_decorrelated"
+    assert api.create_repo.call_args.kwargs["repo_type"] == "dataset"
+    upload = api.upload_folder.call_args.kwargs
+    assert upload["folder_path"] == str(out) and upload["repo_type"] == "dataset"
+    with mock.patch("huggingface_hub.HfApi") as hf:
+        hf.return_value = api
+        push_decorrelated_to_hub(out, "org/custom", token="t")
+        hf.assert_called_once_with(token="t")
+    with pytest.raises(FileNotFoundError, match="export_parquet"):
+        push_decorrelated_to_hub(tmp_path, "org/x", api=api)
+
+
+def test_gallery_is_complete_and_cached(shapes_world, tmp_path):
+    captions, ids, matrix, names = build_gallery(shapes_world, "shapes", cache_dir=tmp_path)
+    records = [r for s in ("train", "val", "test") for r in load_source_records(_settings(), shapes_world, s)]
+    assert captions == [c for r in records for c in r.captions]
+    assert len(ids) == len(captions) == matrix.shape[0] == 110 * 5
+    expected = np.array([[c in VOCAB.classes_in(t) for c in names] for t in captions])
+    np.testing.assert_array_equal(matrix, expected)
+    with mock.patch("hf_spurious.text.caption_class_matrix", side_effect=AssertionError("not cached")):
+        again = build_gallery(shapes_world, "shapes", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again[2], matrix)
+
+
+def test_cli_end_to_end(shapes_world, tmp_path):
+    from hf_spurious.cli import main
+
+    out = tmp_path / "out"
+    code = main(
+        ["counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world), "--split", "test",
+         "--inpainter", "blur", "--text", "np_removal", "--out", str(out), "--num-shards", "3",
+         "--target-policy", "partner", "--num-workers", "1"]
+    )  # fmt: skip
+    assert code == 0
+    meta = json.loads((out / "provenance.json").read_text())["test"]
+    assert meta["settings"]["target_pairs"] and meta["stats"]["rows"] > 0
+    import datasets
+
+    ds = datasets.load_dataset(str(out), "test", split="test", cache_dir=str(tmp_path / "hf_cache"))
+    assert len(ds) == meta["stats"]["rows"]
+
+
+def test_torchrun_two_processes_match(shapes_world, reference_run, tmp_path):
+    """One real 2-process run (torchrun, gloo): the same bytes as the in-process single run."""
+    _, _, files = reference_run
+    out = tmp_path / "dist"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "hf_spurious.cli", "counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world),
+        "--inpainter", "opencv", "--shard-size", "8", "--num-workers", "1", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = sorted((out / "test").glob("*.parquet"))
+    assert [f.read_bytes() for f in got] == [f.read_bytes() for f in files]
+
+
+def _write_flickr30k(root: Path) -> Path:
+    """A 3-image Flickr30k Entities folder in the real layout (Karpathy json, Annotations, Sentences)."""
+    (root / "flickr30k-images").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    (root / "Sentences").mkdir()
+    rng = np.random.default_rng(0)
+    scenes = {
+        "101": ([("1", (6, 6, 25, 45)), ("2", (50, 20, 70, 40))],
+                ["[/EN#1/people A man] walks [/EN#2/animals a brown dog] in [/EN#3/scene the park] .",
+                 "[/EN#1/people A person] and [/EN#2/animals a dog] outside ."]),
+        "102": ([("1", (6, 6, 25, 45))], ["[/EN#1/people A woman] stands in [/EN#3/scene the snow] ."]),
+        "103": ([("1", (4, 4, 30, 50)), ("4", (45, 10, 75, 30))],
+                ["[/EN#1/people A boy] rides [/EN#4/vehicles a red bike] .", "[/EN#1/people Someone] smiles ."]),
+    }  # fmt: skip
+    images = []
+    for stem, (boxes, sentences) in scenes.items():
+        cv2.imwrite(str(root / "flickr30k-images" / f"{stem}.jpg"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+        objs = "".join(
+            f"<object><name>{e}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+            "</bndbox></object>"
+            for e, (x0, y0, x1, y1) in boxes
+        )
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><size><width>80</width><height>60</height><depth>3</depth></size>{objs}</annotation>"
+        )
+        (root / "Sentences" / f"{stem}.txt").write_text("\n".join(sentences) + "\n")
+        images.append({"filename": f"{stem}.jpg", "split": "test", "sentences": [{"raw": s} for s in sentences]})
+    (root / "dataset_flickr30k.json").write_text(json.dumps({"images": images}))
+    return root
+
+
+def test_flickr30k_builder_edits_annotated_phrases(tmp_path):
+    from hf_spurious.data.builders import Flickr30kDecorrelated
+
+    root = _write_flickr30k(tmp_path / "f30k")
+    builder = Flickr30kDecorrelated(
+        data_dir=str(root), config_name="test", inpainter="mean", cache_dir=str(tmp_path / "c"), num_workers=1
+    )
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="test")
+    stats = builder.generation_result.stats()
+    assert stats["images"] == 3 and stats["skipped"].get("fewer_than_two_classes") == 1
+    assert stats["text_backends"] == ["flickr30k-entities annotations"]
+    assert len(ds) == stats["rows"] >= 1
+    import re
+
+    for row in ds:
+        stem = row["source_image_id"]
+        assert set(row["present_classes"]) | set(row["removed_classes"]) <= {"people", "animals", "vehicles"}
+        line = (root / "Sentences" / f"{stem}.txt").read_text().splitlines()[row["source_caption_index"]]
+        phrases = re.findall(r"\[/EN#\d+/(\w+) ([^\]]*)\]", line)
+        assert any(t in row["removed_classes"] for t, _ in phrases)  # the chosen caption named a removed type
+        for entity_type, words in phrases:
+            if entity_type in row["removed_classes"]:
+                assert words not in row["caption"], (row["caption"], words)
+            else:
+                assert words in row["caption"], (row["caption"], words)
+    # the gallery of Flickr30k uses the annotated phrase types
+    captions, ids, matrix, names = build_gallery(root, "flickr30k", splits=("test",))
+    assert names == ("people", "animals", "vehicles", "instruments") and len(captions) == 5
+    assert matrix[0].tolist() == [True, True, False, False] and matrix[2].tolist() == [True, False, False, False]
+    assert ids[0] == "test/101"
+
+
+def test_coco_builder_prompt_and_captioner_methods(shapes_world, tiny_model_dir, tmp_path):
+    from hf_spurious.data.builders import CocoDecorrelated
+    from hf_spurious.text import TEMPLATES, join_classes
+
+    coco_records = {r.image_id: r for r in load_source_records(SynthesisSettings(source="coco"), shapes_world, "test")}
+    builder = CocoDecorrelated(
+        data_dir=str(shapes_world), config_name="test", inpainter="zero", text_method="prompt",
+        cache_dir=str(tmp_path / "c"), num_workers=1,
+    )  # fmt: skip
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="test")
+    assert len(ds) > 0
+    for row in ds:
+        filled = {t.format(join_classes(row["present_classes"])) for t in TEMPLATES}
+        assert row["caption"] in filled and row["text_method"] == "prompt"
+        assert set(row["present_classes"]) <= coco_records[row["source_image_id"]].classes
+    settings = _settings(
+        inpainter="zero", text_method="captioner", captioner=str(tiny_model_dir("blip-captioner")), max_images=6
+    )
+    _run(list(coco_records.values()), settings, tmp_path / "cap")
+    rows = _rows(merge_shards(tmp_path / "cap", tmp_path / "cap_out"))
+    assert rows and all(isinstance(r["caption"], str) and r["text_method"] == "captioner" for r in rows)
+    assert len({r["source_image_id"] for r in rows}) == len(rows)  # one generated caption per image

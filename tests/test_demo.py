@@ -1,0 +1,252 @@
+"""The demo: report rendering, claim checks, and a tiny end-to-end run whose every artifact is checked."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_spurious.demo.pipeline import DemoConfig, evaluate_claims
+from hf_spurious.demo.report import (
+    Report,
+    Visuals,
+    bar_chart,
+    build_report,
+    fmt,
+    highlight,
+    image_grid,
+    overlay_heatmap,
+    png_bytes,
+    render_html,
+    render_markdown,
+    write_report,
+)
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _naive_marks(text: str, spans: list[tuple[int, int]]) -> list[bool]:
+    marks = [False] * len(text)
+    for s, e in spans:
+        for i in range(s, e):
+            marks[i] = True
+    return marks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab c", min_size=0, max_size=30), st.data())
+def test_highlight_marks_exactly_the_spans(text, data):
+    n = len(text)
+    spans = data.draw(
+        st.lists(st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda t: tuple(sorted(t))), max_size=4)
+    )
+    rich = highlight(text, spans)
+    assert rich.plain == text
+    got = [hl for seg, hl in rich.segments for _ in seg]
+    assert got == _naive_marks(text, spans)
+    assert all(seg for seg, _ in rich.segments)  # no empty segments
+
+
+def test_highlight_rejects_out_of_range_span():
+    with pytest.raises(ValueError, match="outside the text"):
+        highlight("a dog", [(2, 9)])
+
+
+def test_fmt_hand_worked():
+    assert fmt(67.94) == "67.9"
+    assert fmt([1.0, 2.0, 3.0]) == "2.0 ± 1.0"  # sample std of 1, 2, 3 is 1
+    assert fmt([]) == "–" and fmt(None) == "–"
+    assert fmt([0.51234], 3) == "0.512"
+
+
+def test_png_helpers_decode():
+    from PIL import Image
+
+    img = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(img, scale=2))))
+    assert decoded.shape == (8, 10, 3)
+    assert np.array_equal(decoded[::2, ::2], img)
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(img.astype(float))
+    heat = np.zeros((4, 5))
+    assert np.array_equal(overlay_heatmap(img, heat, alpha=0.0), img)
+    with pytest.raises(ValueError, match="does not match"):
+        overlay_heatmap(img, np.zeros((3, 3)))
+    for png in (
+        bar_chart(["a", "b"], {"x": [[1.0, 2.0], [3.0]]}, title="t", ylabel="y"),
+        image_grid([[img, img]], column_titles=["p", "q"]),
+    ):
+        assert Image.open(io.BytesIO(png)).size[0] > 10
+    with pytest.raises(ValueError, match="entries for 2 groups"):
+        bar_chart(["a", "b"], {"x": [[1.0]]}, title="t", ylabel="y")
+
+
+def _metric_set(base: float, mention: float) -> dict:
+    return {"odmap@1": base, "odmap@5": base - 5, "odmap@10": base - 8, "mention@1": mention}
+
+
+def _fake_results(b_gain: float = 10.0) -> dict:
+    def run(shift: float, partner_mention: float) -> dict:
+        sets = {}
+        for q, m in (("partner", partner_mention), ("random", 19.0), ("anchor", 16.0)):
+            for method in ("inpainted", "oracle"):
+                sets[f"{q}/{method}"] = _metric_set(65.0 + shift, m)
+        sets["original"] = _metric_set(96.0, 0.0)
+        return {"sets": sets, "recall": {f"{d}@{k}": 15.0 + k for d in ("i2t", "t2i") for k in (1, 5, 10)}}
+
+    groups = ["landbird/land", "landbird/water", "waterbird/land", "waterbird/water"]
+
+    def arm(avg: float, worst: float) -> dict:
+        return {
+            "average": avg,
+            "adjusted": avg,
+            "worst": worst,
+            "groups": dict.fromkeys(groups, avg),
+            "aiou": 0.5,
+            "worst_group_aiou": 0.4,
+            "aiou_groups": dict.fromkeys(groups, 0.5),
+        }
+
+    return {
+        "meta": {"seeds": 2, "what_varies": "fine-tuning seeds", "total_seconds": 10.0},
+        "calibration": [{"check": "zero-shot worst", "value": 20.0, "band": [10, 50], "ok": True}],
+        "retrieval": {
+            "world": {"train": 10, "val": 2, "test": 3, "cooccurrence": {"dog → frisbee": 0.9}},
+            "queries": {"partner": 3, "random": 3, "anchor": 3},
+            "gallery_size": 75,
+            "d_prime": 12,
+            "models": {
+                "biased": [run(0, 25.0)],
+                "A": [run(2, 23.0), run(3, 23.0)],
+                "B": [run(2 + b_gain, 17.0), run(3 + b_gain, 17.0)],
+            },
+        },
+        "classification": {
+            "world": {"group_counts": {"train": dict.fromkeys(groups, 5), "test": dict.fromkeys(groups, 2)}},
+            "arms": {
+                "zero-shot": [arm(60.0, 10.0)],
+                "clip-uniform": [arm(52.0, 2.0)] * 2,
+                "clip-balanced": [arm(68.0, 56.0)] * 2,
+                "group-dro": [arm(67.0, 55.0)] * 2,
+                "clip+vc+lc+vs": [arm(68.0, 58.0)] * 2,
+                "clip+vc+lc+ls": [arm(67.0, 52.0)] * 2,
+            },
+        },
+        "timings": [{"step": "x", "seconds": 1.0, "load": "0.1 / 0.1 / 0.1"}],
+    }
+
+
+def test_evaluate_claims_hand_worked():
+    checks = {c["claim"]: c for c in evaluate_claims(_fake_results(b_gain=10.0), budget_seconds=None)}
+    assert all(c["passed"] for c in checks.values() if "ls non-inferior" not in c["claim"]), checks
+    # ls arm is 52 vs balanced 56: -4 < -3, must fail; vs arm +2 passes.
+    ls = next(c for c in checks.values() if "clip+vc+lc+ls" in c["claim"])
+    assert not ls["passed"] and "-4.0" in ls["measured"].replace("−", "-")
+    weak = evaluate_claims(_fake_results(b_gain=4.0), budget_seconds=None)
+    gains = [c for c in weak if c["claim"].startswith("retrieval mitigation: B − A")]
+    assert len(gains) == 2 and not any(c["passed"] for c in gains)
+    assert "+4.0" in gains[0]["measured"]
+
+
+def test_report_renders_every_block(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    visuals = Visuals(
+        triples=[
+            {
+                "original": img,
+                "inpainted": img,
+                "oracle": img,
+                "caption": "a dog with a frisbee",
+                "edited": "a dog with",
+                "removed": ["frisbee"],
+            }
+        ],
+        retrieval_examples=[
+            {
+                "image": img,
+                "removed": ["frisbee"],
+                "present": ["dog"],
+                "rankings": {
+                    "biased": [{"text": "a dog and a frisbee", "spans": [[12, 19]]}],
+                    "B": [{"text": "a dog", "spans": []}],
+                },
+            }
+        ],
+        gradcam=[{"group": "landbird/water", "image": img, "maps": {"zero-shot": rng.random((16, 16))}}],
+    )
+    results = _fake_results()
+    results["checks"] = evaluate_claims(results, budget_seconds=None)
+    report = build_report(results, visuals)
+    paths = write_report(tmp_path, results, report)
+    md = paths["markdown"].read_text()
+    page = paths["html"].read_text()
+    assert json.loads(paths["results"].read_text())["retrieval"]["d_prime"] == 12
+    assert "**frisbee**" in md and "<mark>frisbee</mark>" in page
+    # every markdown image exists on disk and every html image is embedded
+    for ref in re.findall(r"\]\((figures/[^)]+\.png)\)", md):
+        assert (tmp_path / ref).is_file(), ref
+    assert 'src="figures' not in page
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(uris) == len(report.images) + len(visuals.retrieval_examples) - 1 + 1  # query thumbs repeat
+    from PIL import Image
+
+    for uri in uris:
+        Image.open(io.BytesIO(base64.b64decode(uri))).verify()
+    # tables are well formed: each row has as many cells as its header
+    _check_md_tables(md)
+    assert "FAIL" in md and "PASS" in md  # the ls arm fails its claim and the report says so
+
+
+def _check_md_tables(md: str) -> None:
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---") or line.startswith("|---|"):
+            width = _cells(lines[i - 1])
+            assert width > 1
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                assert _cells(lines[j]) == width, lines[j]
+                j += 1
+
+
+def _cells(line: str) -> int:
+    return len(re.split(r"(?<!\\)\|", line.strip().strip("|")))
+
+
+def test_report_rejects_missing_image():
+    from hf_spurious.demo.report import Figure, Section
+
+    report = Report("t", [Section("s", [Figure("nope")])])
+    with pytest.raises(KeyError, match="never added"):
+        render_markdown(report)
+    with pytest.raises(KeyError, match="never added"):
+        render_html(report)
+    with pytest.raises(ValueError, match="not PNG"):
+        report.add_image("x", b"GIF89a")
+
+
+def test_cli_flags_map_to_config():
+    import argparse
+
+    from hf_spurious.demo.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--quick", "--seeds", "3", "--finetune-steps", "7"]))
+    assert cfg.quick and cfg.seeds == 3 and cfg.finetune_steps == 7 and cfg.finetune_seeds == [0, 1, 2]
+    full = config_from_args(parser.parse_args([]))
+    assert full == DemoConfig()
+    with pytest.raises(SystemExit):
+        config_from_args(parser.parse_args(["--seeds", "0"]))
+
+
+def _unused(_: Path) -> None:  # keeps Path imported for the end-to-end test below
+    return None

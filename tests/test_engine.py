@@ -1,0 +1,206 @@
+"""The chunked engine against a dense, stable-sort reference; the embedding cache; input errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hf_spurious.evaluation.engine import (
+    EmbeddingCache,
+    embed_gallery,
+    embed_queries,
+    fingerprint_captions,
+    fingerprint_images,
+    rerank_with_itm,
+    topk_similarities,
+)
+
+
+def dense_reference(q: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Naive: full float64 similarity matrix, then per row a Python sort on (-score, index)."""
+    sims = q.astype(np.float64) @ g.astype(np.float64).T
+    idx = np.empty((len(q), min(k, len(g))), dtype=np.int64)
+    for r in range(len(q)):
+        order = sorted(range(len(g)), key=lambda j: (-sims[r, j], j))
+        idx[r] = order[: idx.shape[1]]
+    return np.take_along_axis(sims, idx, 1), idx
+
+
+def _dyadic(rng: np.random.Generator, shape: tuple[int, ...], levels: int) -> np.ndarray:
+    """Small-integer values: every product and sum is exact in float32, and ties are frequent."""
+    return rng.integers(-levels, levels + 1, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_chunked_equals_dense_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_q, n_g, d = int(rng.integers(1, 30)), int(rng.integers(1, 80)), int(rng.integers(1, 6))
+    q = _dyadic(rng, (n_q, d), int(rng.integers(1, 3)))
+    g = _dyadic(rng, (n_g, d), int(rng.integers(1, 3)))
+    for k in (1, 2, 5, 10, 100):
+        ref_v, ref_i = dense_reference(q, g, k)
+        for chunk in (1, 3, 16, 1000):
+            for qchunk in (1, 64):
+                v, i = topk_similarities(q, g, k, chunk_size=chunk, query_chunk_size=qchunk, device="cpu")
+                np.testing.assert_array_equal(i, ref_i, err_msg=f"{seed=} {k=} {chunk=} {qchunk=}")
+                np.testing.assert_array_equal(v, ref_v.astype(np.float32))
+
+
+def test_all_equal_scores_rank_by_gallery_index() -> None:
+    q = np.ones((3, 4), np.float32)
+    g = np.ones((50, 4), np.float32)
+    _, i = topk_similarities(q, g, 10, chunk_size=7)
+    np.testing.assert_array_equal(i, np.tile(np.arange(10), (3, 1)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_float_inputs_match_dense(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    q = rng.normal(size=(17, 8)).astype(np.float32)
+    g = rng.normal(size=(203, 8)).astype(np.float32)
+    ref_v, ref_i = dense_reference(q, g, 10)
+    v, i = topk_similarities(torch.from_numpy(q), torch.from_numpy(g), 10, chunk_size=13, query_chunk_size=5)
+    np.testing.assert_allclose(v, ref_v, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(i, ref_i)  # random normals: no near-ties at this size
+
+
+def test_memmapped_gallery(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    g = _dyadic(rng, (64, 4), 2)
+    np.save(tmp_path / "g.npy", g)
+    gm = np.load(tmp_path / "g.npy", mmap_mode="r")
+    q = _dyadic(rng, (5, 4), 2)
+    _, i = topk_similarities(q, gm, 5, chunk_size=10)
+    np.testing.assert_array_equal(i, dense_reference(q, g, 5)[1])
+
+
+def test_bad_inputs() -> None:
+    q, g = np.zeros((2, 3), np.float32), np.zeros((4, 3), np.float32)
+    for bad_k in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            topk_similarities(q, g, bad_k)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dimension"):
+        topk_similarities(q, np.zeros((4, 5), np.float32), 1)
+    with pytest.raises(ValueError, match="2-D"):
+        topk_similarities(q[0], g, 1)
+    g_nan = g.copy()
+    g_nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match="gallery row 2 contains NaN"):
+        topk_similarities(q, g_nan, 1)
+    q_inf = q.copy()
+    q_inf[1, 0] = np.inf
+    with pytest.raises(ValueError, match="queries row 1"):
+        topk_similarities(q_inf, g, 1)
+    with pytest.raises(ValueError, match="empty"):
+        topk_similarities(q, np.zeros((0, 3), np.float32), 1)
+
+
+# ----------------------------------------------------------------------------------------- cache
+
+
+class CountingAdapter:
+    """A stand-in adapter: deterministic embeddings from text length / pixel mean; counts calls."""
+
+    def __init__(self, fingerprint: str = "model-a", nan_at: int | None = None) -> None:
+        self.fingerprint = fingerprint
+        self.text_calls = 0
+        self.image_calls = 0
+        self.nan_at = nan_at
+
+    def embed_texts(self, texts, batch_size=32):
+        self.text_calls += 1
+        out = np.array([[len(t), t.count("a"), 1.0] for t in texts], np.float32)
+        if self.nan_at is not None and self.nan_at < len(out):
+            out[self.nan_at, 0] = np.nan
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def embed_images(self, images, batch_size=32):
+        self.image_calls += 1
+        return np.array([[np.asarray(im, np.float32).mean(), 1.0, 0.0] for im in images], np.float32)
+
+    has_itm = True
+
+    def preprocess_images(self, images):
+        return torch.zeros(len(images), 3, 2, 2)
+
+    def tokenize(self, texts):
+        ids = torch.tensor([[t.count("a")] for t in texts])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def itm_scores(self, pixel_values, input_ids, attention_mask=None):
+        assert pixel_values.shape[0] == input_ids.shape[0]
+        return input_ids[:, 0].float()  # "match probability" = number of a's
+
+
+def test_cache_hit_miss_and_keys(tmp_path) -> None:
+    captions = ["a cat", "a dog on a mat", "two birds"]
+    a = CountingAdapter()
+    e1 = embed_gallery(a, captions, tmp_path, batch_size=2)
+    assert a.text_calls == 2  # 3 captions in batches of 2
+    e2 = embed_gallery(a, captions, tmp_path, batch_size=2)
+    assert a.text_calls == 2  # hit
+    np.testing.assert_array_equal(e1, e2)
+    embed_gallery(a, [*captions[:2], "two bird"], tmp_path)  # data changed -> miss
+    assert a.text_calls == 3
+    b = CountingAdapter("model-b")
+    embed_gallery(b, captions, tmp_path)  # model changed -> miss
+    assert b.text_calls == 1
+    assert len(list(tmp_path.glob("*.npy"))) == 3
+    # keys differ by every part
+    keys = {
+        EmbeddingCache.key("m", "d", "text"),
+        EmbeddingCache.key("m2", "d", "text"),
+        EmbeddingCache.key("m", "d2", "text"),
+        EmbeddingCache.key("m", "d", "image"),
+    }
+    assert len(keys) == 4
+    # a corrupt entry is a miss, not a crash, and is recomputed
+    key = EmbeddingCache.key("model-a", fingerprint_captions(captions), "text")
+    EmbeddingCache(tmp_path).path(key).write_bytes(b"not an npy file")
+    embed_gallery(a, captions, tmp_path)
+    assert a.text_calls == 4
+
+
+def test_fingerprints_distinguish_order_and_joins(tmp_path) -> None:
+    assert fingerprint_captions(["ab", "c"]) != fingerprint_captions(["a", "bc"])
+    assert fingerprint_captions(["a", "b"]) != fingerprint_captions(["b", "a"])
+    img = np.zeros((4, 4, 3), np.uint8)
+    img2 = img.copy()
+    img2[0, 0, 0] = 1
+    assert fingerprint_images([img]) != fingerprint_images([img2])
+    assert fingerprint_images([img], ids=["x"]) != fingerprint_images([img], ids=["y"])
+    p = tmp_path / "x.bin"
+    p.write_bytes(b"123")
+    f1 = fingerprint_images([p])
+    p.write_bytes(b"124")
+    assert fingerprint_images([p]) != f1
+
+
+def test_query_cache_and_nan_error(tmp_path) -> None:
+    a = CountingAdapter()
+    imgs = [np.full((4, 4, 3), v, np.uint8) for v in (0, 10, 20)]
+    e = embed_queries(a, imgs, tmp_path, ids=["0", "1", "2"])
+    embed_queries(a, imgs, tmp_path, ids=["0", "1", "2"])
+    assert a.image_calls == 1 and e.shape == (3, 3)
+    with pytest.raises(ValueError, match="one id per image"):
+        embed_queries(a, imgs, tmp_path, ids=["0"])
+    with pytest.raises(ValueError, match="row 1 contains NaN"):
+        embed_gallery(CountingAdapter(nan_at=1), ["a", "b", "c"], tmp_path)
+    assert not any("nan" in p.name for p in tmp_path.iterdir())
+
+
+def test_itm_rerank_reorders_top_n_only() -> None:
+    captions = ["x", "aaa", "a", "aa", "aaaa"]
+    indices = np.array([[0, 2, 3, 1, 4]])
+    out = rerank_with_itm(CountingAdapter(), [np.zeros((2, 2, 3))], captions, indices, top_n=3)
+    # top-3 candidates 0 ("x": 0), 2 ("a": 1), 3 ("aa": 2) re-ordered by ITM score; the rest untouched
+    np.testing.assert_array_equal(out, [[3, 2, 0, 1, 4]])
+    # text queries: rows are captions holding image indices
+    imgs = [np.zeros((2, 2, 3))] * 3
+    out_t = rerank_with_itm(CountingAdapter(), imgs, ["aa"], np.array([[2, 0, 1]]), top_n=2, query="text")
+    np.testing.assert_array_equal(out_t, [[2, 0, 1]])  # equal ITM scores keep the similarity order
+    with pytest.raises(ValueError, match="ITM head"):
+        rerank_with_itm(object(), [None], captions, indices)
+    with pytest.raises(ValueError, match="1 text queries for 2 rows"):
+        rerank_with_itm(CountingAdapter(), imgs, ["a"], np.zeros((2, 3), np.int64), query="text")

@@ -1,0 +1,129 @@
+"""Inpainting backends: unmasked pixels unchanged, fills equal their definitions, diffusers from a local dir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hf_spurious.synthesis.inpaint import (
+    DiffusersInpainter,
+    InpaintError,
+    context_window,
+    get_inpainter,
+)
+
+
+def _scene(seed: int, h: int = 48, w: int = 64):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), dtype=bool)
+    r, c = rng.integers(0, h - 10), rng.integers(0, w - 10)
+    mask[r : r + rng.integers(3, 10), c : c + rng.integers(3, 10)] = True
+    mask[rng.random((h, w)) > 0.98] = True  # scattered pixels too
+    return image, mask
+
+
+FILL_SPECS = ["opencv", "opencv:telea", "opencv:ns", "zero", "mean", "blur"]
+
+
+@pytest.mark.parametrize("spec", FILL_SPECS)
+def test_pixels_outside_mask_unchanged_and_inside_filled(spec):
+    inp = get_inpainter(spec)
+    pairs = [_scene(s) for s in range(4)]
+    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    originals = [im.copy() for im in images]
+    out = inp.inpaint(images, masks)
+    assert len(out) == 4
+    for im, orig, m, o in zip(images, originals, masks, out):
+        np.testing.assert_array_equal(im, orig)  # inputs untouched
+        assert o.dtype == np.uint8 and o.shape == im.shape
+        np.testing.assert_array_equal(o[~m], im[~m])
+        assert not np.array_equal(o[m], im[m])  # random pixels: any fill changes them
+
+
+def test_fill_definitions():
+    image, mask = _scene(7)
+    zero = get_inpainter("zero").inpaint([image], [mask])[0]
+    assert (zero[mask] == 0).all()
+    mean = get_inpainter("mean").inpaint([image], [mask])[0]
+    expected = [round(float(np.mean(image[..., ch][mask]))) for ch in range(3)]
+    assert (mean[mask] == np.array(expected, dtype=np.uint8)).all()
+    # blur: a constant image stays constant; inside a region the fill is a weighted mean of neighbours
+    const = np.full((20, 20, 3), 77, np.uint8)
+    m = np.zeros((20, 20), bool)
+    m[5:10, 5:10] = True
+    assert (get_inpainter("blur", sigma=2.0).inpaint([const], [m])[0] == 77).all()
+    stripes = np.zeros((20, 20, 3), np.uint8)
+    stripes[:, ::2] = 255
+    blurred = get_inpainter("blur", sigma=3.0).inpaint([stripes], [m])[0]
+    assert np.abs(blurred[m].astype(int) - 128).max() < 20
+    # opencv on a flat colour with a hole gives the colour back
+    flat = np.full((30, 30, 3), (10, 200, 90), np.uint8)
+    hole = np.zeros((30, 30), bool)
+    hole[10:20, 10:20] = True
+    spoiled = flat.copy()
+    spoiled[hole] = 0
+    for spec in ("opencv:telea", "opencv:ns"):
+        fixed = get_inpainter(spec).inpaint([spoiled], [hole])[0]
+        assert np.abs(fixed.astype(int) - flat.astype(int)).max() <= 2
+
+
+def test_empty_mask_and_bad_input():
+    image, _ = _scene(1)
+    empty = np.zeros(image.shape[:2], bool)
+    for spec in FILL_SPECS:
+        np.testing.assert_array_equal(get_inpainter(spec).inpaint([image], [empty])[0], image)
+    with pytest.raises(InpaintError, match="mask 0"):
+        get_inpainter("zero").inpaint([image], [np.zeros((3, 3), bool)])
+    with pytest.raises(InpaintError, match="image 0"):
+        get_inpainter("zero").inpaint([image.astype(np.float32)], [empty])
+    with pytest.raises(InpaintError, match="2 images but 1 masks"):
+        get_inpainter("zero").inpaint([image, image], [empty])
+    with pytest.raises(ValueError, match="unknown inpainter"):
+        get_inpainter("deepfill")
+    with pytest.raises(ValueError, match="telea"):
+        get_inpainter("opencv:fast")
+    with pytest.raises(ValueError, match="needs a model"):
+        get_inpainter("diffusers")
+    with pytest.raises(InpaintError, match="world_dir"):
+        get_inpainter("oracle").inpaint([image], [empty], contexts=[{}])
+
+
+def test_context_window_contains_mask_and_has_native_size():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(20, 120, 2)
+        m = np.zeros((h, w), bool)
+        r0, c0 = rng.integers(0, h), rng.integers(0, w)
+        m[r0 : r0 + rng.integers(1, h), c0 : c0 + rng.integers(1, w)] = True
+        native = int(rng.integers(8, 80))
+        wr0, wc0, wr1, wc1 = context_window(m, native, context=0.25)
+        assert 0 <= wr0 < wr1 <= h and 0 <= wc0 < wc1 <= w
+        assert m[wr0:wr1, wc0:wc1].sum() == m.sum()  # the whole mask is inside
+        assert wr1 - wr0 >= min(native, h) and wc1 - wc0 >= min(native, w)
+
+
+@pytest.fixture(scope="module")
+def diffusers_inpainter(tiny_model_dir):
+    return get_inpainter(f"diffusers:{tiny_model_dir('inpaint')}", steps=2, batch_size=2)
+
+
+def test_diffusers_from_local_dir_keeps_unmasked_pixels_and_is_seeded(diffusers_inpainter):
+    inp = diffusers_inpainter
+    assert isinstance(inp, DiffusersInpainter) and inp.resolution == 64
+    pairs = [_scene(s, h=80, w=100) for s in range(3)]  # larger than native: crop + paste back
+    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    out = inp.inpaint(images, masks, seeds=[1, 2, 3])
+    for im, m, o in zip(images, masks, out):
+        np.testing.assert_array_equal(o[~m], im[~m])
+        assert not np.array_equal(o[m], im[m])
+    # per-image seeds: the same image gives the same result whatever its batch neighbours
+    again = inp.inpaint([images[2]], [masks[2]], seeds=[3])[0]
+    np.testing.assert_array_equal(again, out[2])
+    other = inp.inpaint([images[2]], [masks[2]], seeds=[4])[0]
+    assert not np.array_equal(other, out[2])
+
+
+def test_diffusers_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(InpaintError, match="cannot load"):
+        get_inpainter(f"diffusers:{tmp_path / 'nothing'}")

