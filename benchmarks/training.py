@@ -23,13 +23,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from _report import write_section  # noqa: E402
+import torch
+from _report import write_section
 
-from hf_spurious.data import ClassificationWorldConfig, generate_world, read_waterbirds  # noqa: E402
-from hf_spurious.models.tiny import save_tiny  # noqa: E402
-from hf_spurious.training import SpuriousAwareTrainer, SpuriousTrainingArguments  # noqa: E402
-from hf_spurious.training.data import classification_rows  # noqa: E402
+from hf_spurious.data import ClassificationWorldConfig, generate_world, read_waterbirds
+from hf_spurious.models.tiny import save_tiny
+from hf_spurious.training import SpuriousAwareTrainer, SpuriousTrainingArguments
+from hf_spurious.training.data import classification_rows
 
 
 def _args(out: Path, cached: bool, epochs: int) -> SpuriousTrainingArguments:

@@ -158,13 +158,24 @@ def test_resume_and_processes_give_identical_bytes(reference_run, test_records, 
     rest = _run(test_records, settings, kill)
     assert rest.ran_shards == [1, 2, 3] and rest.complete
     assert (kill / "shards" / "00000.parquet").stat().st_mtime_ns == before
-    # a crash in the middle of a shard leaves no half-written shard behind
+    # a crash in the middle of the second shard: shard 0 is kept, nothing half-written, resume completes
     crash = tmp_path / "crash"
-    with mock.patch("hf_spurious.synthesis.generator.encode_png", side_effect=RuntimeError("boom")):
-        with pytest.raises(RuntimeError, match="boom"):
-            _run(test_records, settings, crash)
-    assert not list((crash / "shards").glob("*.parquet"))
-    _run(test_records, settings, crash)
+    from hf_spurious.synthesis import generator
+
+    real_encode, calls = generator.encode_png, []
+    first_shard_encodes = 2 * len(_rows(kill / "shards" / "00000.parquet"))  # image + mask per row
+
+    def flaky(image):
+        calls.append(1)
+        if len(calls) > first_shard_encodes + 1:
+            raise RuntimeError("boom")
+        return real_encode(image)
+
+    with mock.patch.object(generator, "encode_png", flaky), pytest.raises(RuntimeError, match="boom"):
+        _run(test_records, settings, crash)
+    assert sorted(p.name for p in (crash / "shards").iterdir()) == ["00000.json", "00000.parquet"]
+    resumed = _run(test_records, settings, crash)
+    assert resumed.ran_shards == [1, 2, 3]
     assert [f.read_bytes() for f in merge_shards(crash, tmp_path / "crash_out")] == ref_bytes
     assert [f.read_bytes() for f in merge_shards(kill, tmp_path / "kill_out")] == ref_bytes
     # another seed is another run: refused in the same directory
@@ -226,7 +237,18 @@ def test_builder_rows_equal_generator_rows(shapes_world, reference_run, tmp_path
         assert a["removed_classes"] == b["removed_classes"] and a["mask"]["bytes"] == b["mask"]["bytes"]
 
 
-def test_diffusers_end_to_end_from_local_dir(test_records, tiny_model_dir, tmp_path):
+@pytest.fixture
+def one_torch_thread():
+    """Tiny diffusers runs are ~10x faster on one thread when the 2 shared cores are busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_diffusers_end_to_end_from_local_dir(test_records, tiny_model_dir, tmp_path, one_torch_thread):
     model = tiny_model_dir("inpaint")
     settings = _settings(
         inpainter=f"diffusers:{model}",
@@ -319,7 +341,9 @@ def test_export_round_trip_and_card(reference_run, tmp_path):
     assert meta["configs"][0]["config_name"] == "test"
     assert meta["configs"][0]["data_files"] == [{"split": "test", "path": "test/test-*.parquet"}]
     cache = str(tmp_path / "hf_cache")
-    a = datasets.load_dataset("parquet", data_files={"test": [str(f) for f in files]}, split="test", cache_dir=cache)
+    a = datasets.load_dataset(
+        "parquet", data_files={"test": [str(f) for f in files]}, split="test", cache_dir=cache
+    )
     b = datasets.load_dataset(str(out), "test", split="test", cache_dir=cache)
     c = datasets.load_dataset(str(out), split="test", cache_dir=cache)  # the default config
     raw = _rows(files)
@@ -348,7 +372,9 @@ def test_export_round_trip_and_card(reference_run, tmp_path):
     assert [r["image"]["bytes"] for r in table] == [Path(p).read_bytes() for p in paths]
     first = datasets.load_dataset(str(out2), "tiny", split="test", cache_dir=cache)
     # a new export into a folder of the same name is not shadowed by datasets' cache of the old one
-    other = export_parquet(ds.select([0]), tmp_path / "elsewhere" / "export2", config_name="tiny", split="test")
+    other = export_parquet(
+        ds.select([0]), tmp_path / "elsewhere" / "export2", config_name="tiny", split="test"
+    )
     shutil.rmtree(img_dir)  # the exports must not depend on the image files any more
     assert len(datasets.load_dataset(str(other), "tiny", split="test", cache_dir=cache)) == 1
     assert len(first) == 3 and np.asarray(first[2]["image"]).max() == 80
@@ -441,7 +467,9 @@ def _write_flickr30k(root: Path) -> Path:
     }  # fmt: skip
     images = []
     for stem, (boxes, sentences) in scenes.items():
-        cv2.imwrite(str(root / "flickr30k-images" / f"{stem}.jpg"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+        cv2.imwrite(
+            str(root / "flickr30k-images" / f"{stem}.jpg"), rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+        )
         objs = "".join(
             f"<object><name>{e}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
             "</bndbox></object>"
@@ -451,7 +479,9 @@ def _write_flickr30k(root: Path) -> Path:
             f"<annotation><size><width>80</width><height>60</height><depth>3</depth></size>{objs}</annotation>"
         )
         (root / "Sentences" / f"{stem}.txt").write_text("\n".join(sentences) + "\n")
-        images.append({"filename": f"{stem}.jpg", "split": "test", "sentences": [{"raw": s} for s in sentences]})
+        images.append(
+            {"filename": f"{stem}.jpg", "split": "test", "sentences": [{"raw": s} for s in sentences]}
+        )
     (root / "dataset_flickr30k.json").write_text(json.dumps({"images": images}))
     return root
 
@@ -485,15 +515,22 @@ def test_flickr30k_builder_edits_annotated_phrases(tmp_path):
     # the gallery of Flickr30k uses the annotated phrase types
     captions, ids, matrix, names = build_gallery(root, "flickr30k", splits=("test",))
     assert names == ("people", "animals", "vehicles", "instruments") and len(captions) == 5
-    assert matrix[0].tolist() == [True, True, False, False] and matrix[2].tolist() == [True, False, False, False]
+    assert matrix[0].tolist() == [True, True, False, False] and matrix[2].tolist() == [
+        True,
+        False,
+        False,
+        False,
+    ]
     assert ids[0] == "test/101"
 
 
-def test_coco_builder_prompt_and_captioner_methods(shapes_world, tiny_model_dir, tmp_path):
+def test_coco_builder_prompt_and_captioner_methods(shapes_world, tiny_model_dir, tmp_path, one_torch_thread):
     from hf_spurious.data.builders import CocoDecorrelated
     from hf_spurious.text import TEMPLATES, join_classes
 
-    coco_records = {r.image_id: r for r in load_source_records(SynthesisSettings(source="coco"), shapes_world, "test")}
+    coco_records = {
+        r.image_id: r for r in load_source_records(SynthesisSettings(source="coco"), shapes_world, "test")
+    }
     builder = CocoDecorrelated(
         data_dir=str(shapes_world), config_name="test", inpainter="zero", text_method="prompt",
         cache_dir=str(tmp_path / "c"), num_workers=1,
@@ -506,7 +543,10 @@ def test_coco_builder_prompt_and_captioner_methods(shapes_world, tiny_model_dir,
         assert row["caption"] in filled and row["text_method"] == "prompt"
         assert set(row["present_classes"]) <= coco_records[row["source_image_id"]].classes
     settings = _settings(
-        inpainter="zero", text_method="captioner", captioner=str(tiny_model_dir("blip-captioner")), max_images=6
+        inpainter="zero",
+        text_method="captioner",
+        captioner=str(tiny_model_dir("blip-captioner")),
+        max_images=6,
     )
     _run(list(coco_records.values()), settings, tmp_path / "cap")
     rows = _rows(merge_shards(tmp_path / "cap", tmp_path / "cap_out"))

@@ -195,7 +195,9 @@ def test_report_renders_every_block(tmp_path):
         assert (tmp_path / ref).is_file(), ref
     assert 'src="figures' not in page
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(uris) == len(report.images) + len(visuals.retrieval_examples) - 1 + 1  # query thumbs repeat
+    # figures once each; a query thumbnail once per ranking row (one row per model)
+    rows = sum(len(ex["rankings"]) for ex in visuals.retrieval_examples)
+    assert len(uris) == len(report.images) - len(visuals.retrieval_examples) + rows
     from PIL import Image
 
     for uri in uris:
@@ -248,5 +250,93 @@ def test_cli_flags_map_to_config():
         config_from_args(parser.parse_args(["--seeds", "0"]))
 
 
-def _unused(_: Path) -> None:  # keeps Path imported for the end-to-end test below
-    return None
+# ------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny end-to-end demo run (every step runs; the numbers mean nothing at this size)."""
+    from hf_spurious.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_demo_results_json(quick_demo):
+    _out, results = quick_demo
+    assert {"meta", "calibration", "retrieval", "classification", "timings", "checks"} <= set(results)
+    models = results["retrieval"]["models"]
+    assert len(models["biased"]) == 1 and len(models["A"]) == len(models["B"]) == 1
+    expected_sets = {f"{q}/{m}" for q in ("partner", "random", "anchor") for m in ("inpainted", "oracle")}
+    for run in models["biased"] + models["A"] + models["B"]:
+        assert set(run["sets"]) == expected_sets | {"original"}
+        for values in run["sets"].values():
+            assert set(values) == {"odmap@1", "odmap@5", "odmap@10", "mention@1"}
+            assert all(0.0 <= v <= 100.0 for v in values.values())
+            assert (
+                values["odmap@1"] >= values["odmap@5"] - 1e-9 >= values["odmap@10"] - 2e-9
+            )  # 1/k normaliser
+        assert {"i2t@1", "i2t@5", "i2t@10", "t2i@1", "t2i@5", "t2i@10"} <= set(run["recall"])
+    assert models["biased"][0]["sets"]["original"]["mention@1"] == 0.0  # nothing removed, nothing to mention
+    queries = results["retrieval"]["queries"]
+    assert all(queries[q] > 0 for q in ("partner", "random", "anchor"))
+    arms = results["classification"]["arms"]
+    assert set(arms) == {
+        "zero-shot",
+        "clip-uniform",
+        "clip-balanced",
+        "group-dro",
+        "clip+vc+lc+vs",
+        "clip+vc+lc+ls",
+    }
+    for runs in arms.values():
+        run = runs[0]
+        assert run["worst"] <= run["average"] + 1e-9
+        assert set(run["groups"]) == {"landbird/land", "landbird/water", "waterbird/land", "waterbird/water"}
+        assert min(run["groups"].values()) == pytest.approx(run["worst"])
+        assert 0.0 <= run["aiou"] <= 1.0 and set(run["aiou_groups"]) <= set(run["groups"])
+    steps = [t["step"] for t in results["timings"]]
+    assert any("pretrain" in s for s in steps) and steps[-1] == "report"
+    assert all(c["passed"] in (True, False) for c in results["checks"])
+
+
+def test_quick_demo_saved_models_reload(quick_demo):
+    from hf_spurious.models import load_adapter
+
+    out, _ = quick_demo
+    for name in ("retrieval_biased", "classification_biased"):
+        adapter = load_adapter(out / "models" / name / "checkpoint")
+        emb = adapter.embed_texts(["a dog with a frisbee"])
+        assert emb.shape[0] == 1 and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-4)
+
+
+def test_quick_demo_report_files(quick_demo):
+    from PIL import Image
+
+    out, results = quick_demo
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    for heading in (
+        "## Summary",
+        "## Expose: retrieval",
+        "## Mitigate: retrieval",
+        "## Expose and mitigate: classification",
+        "## Timings",
+    ):
+        assert heading in md
+    _check_md_tables(md)
+    refs = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
+    assert {"figures/triples.png", "figures/gradcam.png", "figures/mitigate_odmap.png"} <= set(refs)
+    for ref in refs:
+        with Image.open(out / ref) as im:
+            im.load()
+            assert im.size[0] > 0
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    uris = re.findall(r'src="([^"]+)"', page)
+    assert uris and all(u.startswith("data:image/png;base64,") for u in uris)
+    for uri in uris:
+        Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).verify()
+    # every claim in results.json is in the report
+    for check in results["checks"]:
+        assert check["claim"] in md

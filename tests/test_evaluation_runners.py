@@ -70,6 +70,19 @@ def counterfactual_dir(shapes_world, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def exported_dir(counterfactual_dir, tmp_path_factory):
+    """The same split exported like ``hf-spurious counterfactuals`` does (parquet + dataset card)."""
+    import datasets
+
+    from hf_spurious.data.hub import export_parquet
+
+    ds = datasets.load_from_disk(str(counterfactual_dir))["test"]
+    out = tmp_path_factory.mktemp("export") / "shapes_decorrelated"
+    export_parquet(ds, out, config_name="test", split="test", settings={"source": "shapes"}, stats={})
+    return out
+
+
 # ----------------------------------------------------------------------------------------- naive references
 
 
@@ -161,9 +174,9 @@ def test_retrieval_bad_inputs(clip) -> None:
         evaluate_retrieval(clip, bad, g, k=(1,))
 
 
-def test_evaluate_cli_retrieval_writes_outputs(clip_dir, shapes_world, counterfactual_dir, tmp_path) -> None:
+def test_evaluate_cli_retrieval_writes_outputs(clip_dir, shapes_world, exported_dir, tmp_path) -> None:
     out = tmp_path / "run"
-    argv = ["evaluate", "--model", str(clip_dir), "--dataset", str(counterfactual_dir), "--gallery", str(shapes_world),
+    argv = ["evaluate", "--model", str(clip_dir), "--dataset", str(exported_dir), "--gallery", str(shapes_world),
             "--source", "shapes", "--metrics", "odmap,recall", "--k", "1,5", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
@@ -327,3 +340,36 @@ def test_discover_cli(clip_dir, tiny_model_dir, waterbirds_world, tmp_path) -> N
     assert set(res2["detections_per_attribute"]) == {"water", "tree", "grass"} and res2["num_images"] == 12
     with pytest.raises(SystemExit, match="--detector"):
         main(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--out", str(out)])
+
+
+def test_blip_itm_rerank_in_runner(tiny_model_dir) -> None:
+    from hf_spurious.models import load_adapter
+
+    blip = load_adapter(str(tiny_model_dir("blip")))
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    captions = [
+        f"a {a} {b} near the {c}"
+        for a in ("dog", "car")
+        for b in ("on grass", "in a street")
+        for c in ("tree", "house", "lake")
+    ]
+    matrix = np.array([[c.split()[1] == "dog", c.split()[1] == "car"] for c in captions])
+    gallery = Gallery(captions, matrix, ["dog", "car"])
+    queries = RetrievalQueries(images, [{"dog"}] * 3, [{"car"}] * 3)
+    res = evaluate_retrieval(blip, queries, gallery, k=(1, 5), rerank_top_n=5, top_captions=5)
+    # independent: dual-encoder top-5, then the ITM head's match probability, stable descending
+    q, g = blip.embed_images(images), blip.embed_texts(captions)
+    changed = 0
+    for i, cand in enumerate(naive_rank(q, g, 5)):
+        with torch.no_grad():
+            enc = blip.tokenize([captions[j] for j in cand])
+            pv = blip.preprocess_images([images[i]] * 5)
+            itm = blip.itm_scores(pv, enc["input_ids"], enc["attention_mask"]).numpy()
+        want = [cand[j] for j in sorted(range(5), key=lambda j: -itm[j])]
+        changed += want != cand
+        assert [t["gallery_index"] for t in res["per_query"][i]["top"]] == want
+        sims = q[i] @ g[want].T
+        np.testing.assert_allclose([t["score"] for t in res["per_query"][i]["top"]], sims, rtol=1e-5)
+    assert changed > 0, "the ITM head should re-order at least one query here (else the test proves nothing)"
+    assert res["settings"]["rerank_top_n"] == 5

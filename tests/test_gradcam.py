@@ -143,6 +143,8 @@ def test_bad_target_layer_and_pixels(clip_adapter) -> None:
         ViTGradCAM(clip_adapter, hook="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         ViTGradCAM(clip_adapter)(torch.zeros(3, 32, 32), [])
+    with pytest.raises(ValueError, match="at least one target"):
+        ViTGradCAM(clip_adapter)(torch.zeros(1, 3, 32, 32), [])
 
 
 # ----------------------------------------------------------------------------------------- tiny BLIP

@@ -416,7 +416,7 @@ def _world_rows(world: Path, split: str) -> list[dict]:
             ]
 
 
-@pytest.mark.parametrize("sampling, objective", [("group_balanced", "erm"), ("uniform", "group_dro")])
+@pytest.mark.parametrize("sampling, objective", [("group_balanced", "erm"), ("group_balanced", "group_dro")])
 def test_world_training_selects_best_checkpoint_by_val_worst_group(
     clip_dir, waterbirds_world, tmp_path, sampling, objective
 ):
@@ -445,6 +445,18 @@ def test_world_training_selects_best_checkpoint_by_val_worst_group(
     assert tr.state.best_model_checkpoint.endswith(f"checkpoint-{evals[best]['step']}")
     final = tr.evaluate()
     assert final["eval_worst_group_accuracy"] == pytest.approx(scores[best])
+    # the weights in memory are the best checkpoint's, not the last epoch's
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(tr.state.best_model_checkpoint) / "model.safetensors"))
+    current = tr.adapter.model.state_dict()
+    for name, value in current.items():
+        torch.testing.assert_close(value, saved[name])
+    last = load_file(str(Path(args.output_dir) / f"checkpoint-{evals[-1]['step']}" / "model.safetensors"))
+    if best != len(evals) - 1:
+        assert any(
+            not torch.equal(current[n], last[n]) for n in last
+        )  # training moved on after the best epoch
 
 
 # ----------------------------------------------------------------------------- retrieval

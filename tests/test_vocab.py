@@ -43,6 +43,7 @@ COCO = load_vocabulary("coco")
         ("a cell phone next to a phone", {"cell phone"}),
         ("The dog's bowl", {"dog", "bowl"}),
         ("An empty train track", set()),
+        ("two surf boards and a hotdog", {"surfboard", "hot dog"}),
         ("A sunny day in the park", set()),
         ("", set()),
     ],

@@ -7,6 +7,7 @@ so a scene redrawn from the same parameters is pixel-identical.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -23,8 +24,12 @@ def _low_freq(rng: np.random.Generator, size: int, grid: int = 6) -> np.ndarray:
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).clip(0.0, 1.0)
 
 
+@lru_cache(maxsize=8)
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel x and y coordinates (read-only, cached per size)."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    xs.flags.writeable = False
+    ys.flags.writeable = False
     return xs, ys
 
 

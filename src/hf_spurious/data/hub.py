@@ -253,7 +253,9 @@ def render_card(
         "task_categories": ["image-to-text", "text-to-image"],
         "tags": ["hf-spurious", "counterfactual", "spurious-correlations", "odmap"],
         "configs": configs_yaml(provenance, default_config),
-        "dataset_info": [provenance[n]["dataset_info"] for n in sorted(provenance) if "dataset_info" in provenance[n]],
+        "dataset_info": [
+            provenance[n]["dataset_info"] for n in sorted(provenance) if "dataset_info" in provenance[n]
+        ],
     }
     body = Path(template).read_text(encoding="utf-8") if template else _DEFAULT_BODY
     body = re.sub(r"\A---\n.*?\n---\n", "", body, flags=re.S)  # drop a template's own front matter

@@ -9,24 +9,55 @@ from .pipeline import DemoConfig
 
 # Size and budget flags exposed on the command line (the rest of DemoConfig keeps its defaults).
 _SIZE_FLAGS = (
-    "train_size", "val_size", "test_size", "pretrain_steps", "finetune_steps", "pretrain_lr", "finetune_lr",
-    "batch_size", "hidden_size", "num_layers", "cls_train_size", "cls_val_size", "cls_test_size",
-    "cls_pretrain_size", "cls_pretrain_steps", "cls_epochs", "cls_lr", "threads", "gradcam_images",
+    "train_size",
+    "val_size",
+    "test_size",
+    "pretrain_steps",
+    "finetune_steps",
+    "pretrain_lr",
+    "finetune_lr",
+    "batch_size",
+    "hidden_size",
+    "num_layers",
+    "cls_train_size",
+    "cls_val_size",
+    "cls_test_size",
+    "cls_pretrain_size",
+    "cls_pretrain_steps",
+    "cls_epochs",
+    "cls_lr",
+    "threads",
+    "gradcam_images",
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_output", help="output directory (report.html, report.md, results.json)")
-    parser.add_argument("--seed", type=int, default=0, help="pretraining seed: worlds, counterfactuals, biased models")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="number of fine-tuning seeds (3 = the README protocol, mean ± std)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and budgets (about a minute): checks the plumbing, numbers mean nothing")
+    parser.add_argument(
+        "--out", default="demo_output", help="output directory (report.html, report.md, results.json)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="pretraining seed: worlds, counterfactuals, biased models"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="number of fine-tuning seeds (3 = the README protocol, mean ± std)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and budgets (about a minute): checks the plumbing, numbers mean nothing",
+    )
     defaults = {f.name: f.default for f in fields(DemoConfig)}
     group = parser.add_argument_group("sizes and budgets (override the defaults, or the --quick preset)")
     for name in _SIZE_FLAGS:
-        group.add_argument(f"--{name.replace('_', '-')}", type=type(defaults[name]), default=None,
-                           help=f"default {defaults[name]}")
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(defaults[name]),
+            default=None,
+            help=f"default {defaults[name]}",
+        )
     parser.add_argument("--quiet", action="store_true", help="no step lines (progress bars still show)")
 
 

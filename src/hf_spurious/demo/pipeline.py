@@ -76,10 +76,26 @@ class DemoConfig:
     def quick_preset(cls, **overrides: Any) -> DemoConfig:
         """Tiny sizes and budgets for CI: every step runs, numbers mean nothing."""
         base = cls(
-            train_size=120, val_size=30, test_size=60, hidden_size=32, num_layers=1, num_heads=2,
-            projection_dim=16, batch_size=32, pretrain_steps=6, finetune_steps=4, cls_train_size=160,
-            cls_val_size=40, cls_test_size=40, cls_pretrain_size=160, cls_pretrain_steps=6, cls_epochs=2,
-            cls_batch_size=32, gradcam_images=16, examples=2, quick=True,
+            train_size=120,
+            val_size=30,
+            test_size=60,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            projection_dim=16,
+            batch_size=32,
+            pretrain_steps=6,
+            finetune_steps=4,
+            cls_train_size=160,
+            cls_val_size=40,
+            cls_test_size=40,
+            cls_pretrain_size=160,
+            cls_pretrain_steps=6,
+            cls_epochs=2,
+            cls_batch_size=32,
+            gradcam_images=16,
+            examples=2,
+            quick=True,
         )
         return replace(base, **overrides)
 
@@ -148,7 +164,9 @@ def _check(claim: str, measured: str, needed: str, passed: bool) -> dict[str, An
     return {"claim": claim, "measured": measured, "needed": needed, "passed": bool(passed)}
 
 
-def evaluate_claims(results: Mapping[str, Any], *, budget_seconds: float | None = 720.0) -> list[dict[str, Any]]:
+def evaluate_claims(
+    results: Mapping[str, Any], *, budget_seconds: float | None = 720.0
+) -> list[dict[str, Any]]:
     """Check the issue's "must show" claims on ``results``; every claim is reported, passed or not."""
     checks: list[dict[str, Any]] = []
     models = results.get("retrieval", {}).get("models", {})
@@ -158,56 +176,96 @@ def evaluate_claims(results: Mapping[str, Any], *, budget_seconds: float | None 
         r = _mean(_vals(biased, "sets", f"random/{method}", "mention@1"))
         a = _mean(_vals(biased, "sets", f"anchor/{method}", "mention@1"))
         if not np.isnan(p):
-            checks.append(_check(
-                f"exposure: biased model names the removed object more often on partner-removed queries ({method})",
-                f"mention@1 partner {p:.1f} vs random {r:.1f} / anchor {a:.1f}",
-                "partner ≥ max(random, anchor) + 3",
-                p >= max(r, a) + 3.0,
-            ))
+            checks.append(
+                _check(
+                    f"exposure: biased model names the removed object more often on partner-removed queries ({method})",
+                    f"mention@1 partner {p:.1f} vs random {r:.1f} / anchor {a:.1f}",
+                    "partner ≥ max(random, anchor) + 3",
+                    p >= max(r, a) + 3.0,
+                )
+            )
     a_runs, b_runs = models.get("A", []), models.get("B", [])
     if a_runs and b_runs:
         for method in ("inpainted", "oracle"):
             key = f"partner/{method}"
-            diff = [b - a for a, b in zip(_vals(a_runs, "sets", key, "odmap@1"), _vals(b_runs, "sets", key, "odmap@1"))]
-            checks.append(_check(
-                f"retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
-                f"{_mean(diff):+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
-                "mean ≥ +5.0",
-                _mean(diff) >= 5.0,
-            ))
+            diff = [
+                b - a
+                for a, b in zip(_vals(a_runs, "sets", key, "odmap@1"), _vals(b_runs, "sets", key, "odmap@1"))
+            ]
+            checks.append(
+                _check(
+                    f"retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
+                    f"{_mean(diff):+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
+                    "mean ≥ +5.0",
+                    _mean(diff) >= 5.0,
+                )
+            )
         for direction in ("i2t@1", "t2i@1"):
-            diff = [b - a for a, b in zip(_vals(a_runs, "recall", direction), _vals(b_runs, "recall", direction))]
-            checks.append(_check(
-                f"retrieval mitigation keeps Recall ({direction}, B − A)",
-                f"{_mean(diff):+.1f}",
-                "|mean| ≤ 2.0",
-                abs(_mean(diff)) <= 2.0,
-            ))
+            diff = [
+                b - a for a, b in zip(_vals(a_runs, "recall", direction), _vals(b_runs, "recall", direction))
+            ]
+            checks.append(
+                _check(
+                    f"retrieval mitigation keeps Recall ({direction}, B − A)",
+                    f"{_mean(diff):+.1f}",
+                    "|mean| ≤ 2.0",
+                    abs(_mean(diff)) <= 2.0,
+                )
+            )
     arms = results.get("classification", {}).get("arms", {})
     zs = arms.get("zero-shot", [])
     if zs:
         avg, worst = _mean(_vals(zs, "average")), _mean(_vals(zs, "worst"))
-        checks.append(_check("exposure: zero-shot worst-group far below average accuracy",
-                             f"average {avg:.1f}, worst group {worst:.1f}", "average − worst ≥ 20",
-                             avg - worst >= 20.0))
+        checks.append(
+            _check(
+                "exposure: zero-shot worst-group far below average accuracy",
+                f"average {avg:.1f}, worst group {worst:.1f}",
+                "average − worst ≥ 20",
+                avg - worst >= 20.0,
+            )
+        )
     bal = _mean(_vals(arms.get("clip-balanced", []), "worst"))
     if zs and not np.isnan(bal):
         zw = _mean(_vals(zs, "worst"))
-        checks.append(_check("classification: group-balanced beats zero-shot worst-group",
-                             f"{bal:.1f} vs {zw:.1f} ({bal - zw:+.1f})", "≥ +25", bal - zw >= 25.0))
+        checks.append(
+            _check(
+                "classification: group-balanced beats zero-shot worst-group",
+                f"{bal:.1f} vs {zw:.1f} ({bal - zw:+.1f})",
+                "≥ +25",
+                bal - zw >= 25.0,
+            )
+        )
     uni = _mean(_vals(arms.get("clip-uniform", []), "worst"))
     if not np.isnan(bal) and not np.isnan(uni):
-        checks.append(_check("classification: group-balanced beats uniform sampling on worst-group",
-                             f"{bal:.1f} vs {uni:.1f} ({bal - uni:+.1f})", "≥ +20", bal - uni >= 20.0))
+        checks.append(
+            _check(
+                "classification: group-balanced beats uniform sampling on worst-group",
+                f"{bal:.1f} vs {uni:.1f} ({bal - uni:+.1f})",
+                "≥ +20",
+                bal - uni >= 20.0,
+            )
+        )
     for arm in ("clip+vc+lc+vs", "clip+vc+lc+ls"):
         val = _mean(_vals(arms.get(arm, []), "worst"))
         if not np.isnan(val) and not np.isnan(bal):
-            checks.append(_check(f"classification: {arm} non-inferior to L_CLIP group-balanced (worst-group)",
-                                 f"{val:.1f} vs {bal:.1f} ({val - bal:+.1f})", "≥ −3", val - bal >= -3.0))
+            checks.append(
+                _check(
+                    f"classification: {arm} non-inferior to L_CLIP group-balanced (worst-group)",
+                    f"{val:.1f} vs {bal:.1f} ({val - bal:+.1f})",
+                    "≥ −3",
+                    val - bal >= -3.0,
+                )
+            )
     total = results.get("meta", {}).get("total_seconds")
     if budget_seconds is not None and total is not None and results.get("meta", {}).get("seeds", 1) == 1:
-        checks.append(_check("runtime of the one-seed demo", f"{total:.0f} s", f"≤ {budget_seconds:.0f} s",
-                             total <= budget_seconds))
+        checks.append(
+            _check(
+                "runtime of the one-seed demo",
+                f"{total:.0f} s",
+                f"≤ {budget_seconds:.0f} s",
+                total <= budget_seconds,
+            )
+        )
     return checks
 
 
@@ -256,7 +314,9 @@ def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> d
         for check in results["checks"]:
             mark = "PASS" if check["passed"] else "FAIL"
             print(f"[demo] {mark}  {check['claim']}: {check['measured']} (needed {check['needed']})")
-        print(f"[demo] report: {out / 'report.html'} (and report.md, results.json); total {timer.total:.0f} s")
+        print(
+            f"[demo] report: {out / 'report.html'} (and report.md, results.json); total {timer.total:.0f} s"
+        )
     return results
 
 

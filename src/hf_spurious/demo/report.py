@@ -81,7 +81,9 @@ class Report:
 
     def add_image(self, name: str, png: bytes) -> str:
         if not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"image name {name!r} must be letters, digits, '-' or '_' (it becomes a file name)")
+            raise ValueError(
+                f"image name {name!r} must be letters, digits, '-' or '_' (it becomes a file name)"
+            )
         if not png.startswith(b"\x89PNG"):
             raise ValueError(f"image {name!r} is not PNG data")
         self.images[name] = png
@@ -122,8 +124,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def fmt(values: float | Sequence[float] | None, digits: int = 1) -> str:
-    """``67.9`` for one value, ``67.9 ± 2.1`` for several, ``–`` for none."""
+def fmt(values: float | Sequence[float] | None, digits: int = 1, signed: bool = False) -> str:
+    """``67.9`` for one value, ``67.9 ± 2.1`` for several, ``–`` for none (``+2.1`` with ``signed``)."""
     if values is None:
         return "–"
     if isinstance(values, (int, float)):
@@ -133,7 +135,8 @@ def fmt(values: float | Sequence[float] | None, digits: int = 1) -> str:
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "–"
-    return f"{mean:.{digits}f}" if len(values) == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    head = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return head if len(values) == 1 else f"{head} ± {std:.{digits}f}"
 
 
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
@@ -187,8 +190,15 @@ def bar_chart(
         bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
         for bar, (m, _) in zip(bars, stats):
             if not math.isnan(m):
-                ax.annotate(f"{m:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{m:.0f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
     ax.set_xticks(x, groups, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -273,8 +283,10 @@ def render_markdown(report: Report) -> str:
                 lines.append("|" + "|".join("---" for _ in block.columns) + "|")
                 for row in block.rows:
                     if len(row) != len(block.columns):
-                        raise ValueError(f"table {block.caption!r}: row {list(row)!r} does not have "
-                                         f"{len(block.columns)} cells")
+                        raise ValueError(
+                            f"table {block.caption!r}: row {list(row)!r} does not have "
+                            f"{len(block.columns)} cells"
+                        )
                     lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
                 lines.append("")
             elif isinstance(block, Figure):
@@ -336,7 +348,9 @@ def render_html(report: Report) -> str:
                 out.append("<table>")
                 if block.caption:
                     out.append(f"<caption>{html.escape(block.caption)}</caption>")
-                out.append("<tr>" + "".join(f"<th>{_html_cell(report, c)}</th>" for c in block.columns) + "</tr>")
+                out.append(
+                    "<tr>" + "".join(f"<th>{_html_cell(report, c)}</th>" for c in block.columns) + "</tr>"
+                )
                 for row in block.rows:
                     cells = "".join(f"<td{_cell_class(c)}>{_html_cell(report, c)}</td>" for c in row)
                     out.append(f"<tr>{cells}</tr>")
@@ -395,7 +409,7 @@ def write_report(out_dir: str | Path, results: Mapping[str, Any], report: Report
 
 QUERY_SETS = ("partner", "random", "anchor")
 IMAGE_METHODS = ("inpainted", "oracle")
-RETRIEVAL_MODELS = (("biased", "biased (\"pretrained\")"), ("A", "A: D only"), ("B", "B: D ∪ D′"))
+RETRIEVAL_MODELS = (("biased", 'biased ("pretrained")'), ("A", "A: D only"), ("B", "B: D ∪ D′"))
 
 
 @dataclass
@@ -434,46 +448,70 @@ def _retrieval_section(results: Mapping[str, Any], report: Report, visuals: Visu
         return []
     world = ret.get("world", {})
     expose = Section("Expose: retrieval (ODmAP@k on counterfactual queries)")
-    expose.blocks.append(Paragraph(
-        f"World: {world.get('train', '?')} / {world.get('val', '?')} / {world.get('test', '?')} train / val / test "
-        f"images, gallery of {ret.get('gallery_size', '?')} captions (all splits). Queries are counterfactual "
-        f"test images: {', '.join(f'{k} removed: {v}' for k, v in ret.get('queries', {}).items())}. Each query "
-        "exists twice: *inpainted* (OpenCV Telea over the removed boxes) and *oracle* (the world redraws the "
-        "scene without the removed objects). mention@1 = % of queries whose top-1 caption names a removed class."
-    ))
+    expose.blocks.append(
+        Paragraph(
+            f"World: {world.get('train', '?')} / {world.get('val', '?')} / {world.get('test', '?')} train / val / test "
+            f"images, gallery of {ret.get('gallery_size', '?')} captions (all splits). Queries are counterfactual "
+            f"test images: {', '.join(f'{k} removed: {v}' for k, v in ret.get('queries', {}).items())}. Each query "
+            "exists twice: *inpainted* (OpenCV Telea over the removed boxes) and *oracle* (the world redraws the "
+            "scene without the removed objects). mention@1 = % of queries whose top-1 caption names a removed class."
+        )
+    )
     if world.get("cooccurrence"):
-        expose.blocks.append(Table(
-            ["pair (anchor → partner)", "P(partner | anchor), train"],
-            [[k, f"{v:.2f}"] for k, v in world["cooccurrence"].items()],
-            caption="Co-occurrence in the biased training data",
-        ))
+        expose.blocks.append(
+            Table(
+                ["pair (anchor → partner)", "P(partner | anchor), train"],
+                [[k, f"{v:.2f}"] for k, v in world["cooccurrence"].items()],
+                caption="Co-occurrence in the biased training data",
+            )
+        )
     rows = []
     biased = _runs(results, "biased")
     for qset in QUERY_SETS:
         for method in IMAGE_METHODS:
             key = f"{qset}/{method}"
-            rows.append([f"{qset} removed, {method}"] + [
-                fmt(_metric(biased, "sets", key, m)) for m in ("odmap@1", "odmap@5", "odmap@10", "mention@1")
-            ])
-    rows.append(["original test images (reference)"] + [
-        fmt(_metric(biased, "sets", "original", m)) for m in ("odmap@1", "odmap@5", "odmap@10", "mention@1")
-    ])
-    expose.blocks.append(Table(["query set", "ODmAP@1", "ODmAP@5", "ODmAP@10", "mention@1"], rows,
-                               caption="Biased model"))
+            rows.append(
+                [f"{qset} removed, {method}"]
+                + [
+                    fmt(_metric(biased, "sets", key, m))
+                    for m in ("odmap@1", "odmap@5", "odmap@10", "mention@1")
+                ]
+            )
+    rows.append(
+        ["original test images (reference)"]
+        + [
+            fmt(_metric(biased, "sets", "original", m))
+            for m in ("odmap@1", "odmap@5", "odmap@10", "mention@1")
+        ]
+    )
+    expose.blocks.append(
+        Table(["query set", "ODmAP@1", "ODmAP@5", "ODmAP@10", "mention@1"], rows, caption="Biased model")
+    )
     if biased:
-        name = report.add_image("expose_mention", bar_chart(
-            [q for q in QUERY_SETS],
-            {m: [_metric(biased, "sets", f"{q}/{m}", "mention@1") for q in QUERY_SETS] for m in IMAGE_METHODS},
-            title="Biased model: top-1 caption names the removed object", ylabel="mention@1 (%)",
-        ))
-        expose.blocks.append(Figure(name, "Removed-object mention rate@1 by query set (higher = more spurious)."))
+        name = report.add_image(
+            "expose_mention",
+            bar_chart(
+                [q for q in QUERY_SETS],
+                {
+                    m: [_metric(biased, "sets", f"{q}/{m}", "mention@1") for q in QUERY_SETS]
+                    for m in IMAGE_METHODS
+                },
+                title="Biased model: top-1 caption names the removed object",
+                ylabel="mention@1 (%)",
+            ),
+        )
+        expose.blocks.append(
+            Figure(name, "Removed-object mention rate@1 by query set (higher = more spurious).")
+        )
 
     mitigate = Section("Mitigate: retrieval (A = fine-tune on D, B = on D ∪ D′, same steps and seed)")
-    mitigate.blocks.append(Paragraph(
-        f"D′ holds {ret.get('d_prime', '?')} counterfactual training pairs (inpainted image, noun-phrase-removed "
-        "caption). B is compared with A, never with the biased checkpoint: any fine-tuning improves the "
-        "undertrained biased model."
-    ))
+    mitigate.blocks.append(
+        Paragraph(
+            f"D′ holds {ret.get('d_prime', '?')} counterfactual training pairs (inpainted image, noun-phrase-removed "
+            "caption). B is compared with A, never with the biased checkpoint: any fine-tuning improves the "
+            "undertrained biased model."
+        )
+    )
     a_runs, b_runs = _runs(results, "A"), _runs(results, "B")
     rows = []
     for qset in QUERY_SETS:
@@ -484,41 +522,83 @@ def _retrieval_section(results: Mapping[str, Any], report: Report, visuals: Visu
                     continue
                 a, b = _metric(a_runs, "sets", key, m), _metric(b_runs, "sets", key, m)
                 diff = [y - x for x, y in zip(a, b)]
-                rows.append([f"{qset} removed, {method}", m, fmt(_metric(biased, "sets", key, m)), fmt(a), fmt(b),
-                             fmt(diff)])
+                rows.append(
+                    [
+                        f"{qset} removed, {method}",
+                        m,
+                        fmt(_metric(biased, "sets", key, m)),
+                        fmt(a),
+                        fmt(b),
+                        fmt(diff, signed=True),
+                    ]
+                )
     for m in ("i2t@1", "i2t@5", "i2t@10", "t2i@1", "t2i@5", "t2i@10"):
         a, b = _metric(a_runs, "recall", m), _metric(b_runs, "recall", m)
-        rows.append(["Recall (original test set)", m, fmt(_metric(biased, "recall", m)), fmt(a), fmt(b),
-                     fmt([y - x for x, y in zip(a, b)])])
+        rows.append(
+            [
+                "Recall (original test set)",
+                m,
+                fmt(_metric(biased, "recall", m)),
+                fmt(a),
+                fmt(b),
+                fmt([y - x for x, y in zip(a, b)], signed=True),
+            ]
+        )
     seeds = len(a_runs)
-    mitigate.blocks.append(Table(
-        ["query set", "metric", "biased", "A: D only", "B: D ∪ D′", "B − A"], rows,
-        caption=f"Retrieval, {seeds} fine-tuning seed{'s' if seeds != 1 else ''} (mean ± std)",
-    ))
+    mitigate.blocks.append(
+        Table(
+            ["query set", "metric", "biased", "A: D only", "B: D ∪ D′", "B − A"],
+            rows,
+            caption=f"Retrieval, {seeds} fine-tuning seed{'s' if seeds != 1 else ''} (mean ± std)",
+        )
+    )
     if a_runs and b_runs:
         groups = [f"{q}\n{m}" for q in QUERY_SETS for m in IMAGE_METHODS]
-        name = report.add_image("mitigate_odmap", bar_chart(
-            groups,
-            {label: [_metric(_runs(results, key), "sets", f"{q}/{m}", "odmap@1") for q in QUERY_SETS
-                     for m in IMAGE_METHODS] for key, label in RETRIEVAL_MODELS},
-            title="ODmAP@1 on counterfactual queries", ylabel="ODmAP@1 (%)", ylim=(0, 100),
-        ))
-        mitigate.blocks.append(Figure(name, "ODmAP@1 per query set: biased model, A and B (whiskers: std over seeds)."))
+        name = report.add_image(
+            "mitigate_odmap",
+            bar_chart(
+                groups,
+                {
+                    label: [
+                        _metric(_runs(results, key), "sets", f"{q}/{m}", "odmap@1")
+                        for q in QUERY_SETS
+                        for m in IMAGE_METHODS
+                    ]
+                    for key, label in RETRIEVAL_MODELS
+                },
+                title="ODmAP@1 on counterfactual queries",
+                ylabel="ODmAP@1 (%)",
+                ylim=(0, 100),
+            ),
+        )
+        mitigate.blocks.append(
+            Figure(name, "ODmAP@1 per query set: biased model, A and B (whiskers: std over seeds).")
+        )
 
     sections = [expose, mitigate]
     examples = Section("Examples: counterfactual queries and what the models retrieve")
     if visuals.triples:
-        name = report.add_image("triples", image_grid(
-            [[t["original"], t["inpainted"], t["oracle"]] for t in visuals.triples],
-            column_titles=["original", "inpainted", "oracle"],
-            row_labels=[f"− {', '.join(t['removed'])}" for t in visuals.triples],
-        ))
-        examples.blocks.append(Figure(name, "Original test image, its inpainted counterfactual and the oracle redraw."))
-        examples.blocks.append(Table(
-            ["#", "removed", "original caption", "edited caption (noun-phrase removal)"],
-            [[str(i + 1), ", ".join(t["removed"]), t["caption"], t["edited"]] for i, t in enumerate(visuals.triples)],
-            caption="Captions of the triples above",
-        ))
+        name = report.add_image(
+            "triples",
+            image_grid(
+                [[t["original"], t["inpainted"], t["oracle"]] for t in visuals.triples],
+                column_titles=["original", "inpainted", "oracle"],
+                row_labels=[f"− {', '.join(t['removed'])}" for t in visuals.triples],
+            ),
+        )
+        examples.blocks.append(
+            Figure(name, "Original test image, its inpainted counterfactual and the oracle redraw.")
+        )
+        examples.blocks.append(
+            Table(
+                ["#", "removed", "original caption", "edited caption (noun-phrase removal)"],
+                [
+                    [str(i + 1), ", ".join(t["removed"]), t["caption"], t["edited"]]
+                    for i, t in enumerate(visuals.triples)
+                ],
+                caption="Captions of the triples above",
+            )
+        )
     if visuals.retrieval_examples:
         rows = []
         for i, ex in enumerate(visuals.retrieval_examples):
@@ -527,10 +607,13 @@ def _retrieval_section(results: Mapping[str, Any], report: Report, visuals: Visu
                 cells = [highlight(r["text"], r.get("spans", ())) for r in ranking[:3]]
                 cells += [""] * (3 - len(cells))
                 rows.append([ImageRef(img, f"query {i}"), ", ".join(ex["removed"]), model, *cells])
-        examples.blocks.append(Table(
-            ["query", "removed", "model", "top-1", "top-2", "top-3"], rows,
-            caption="Top-3 retrieved captions; mentions of the removed class are highlighted",
-        ))
+        examples.blocks.append(
+            Table(
+                ["query", "removed", "model", "top-1", "top-2", "top-3"],
+                rows,
+                caption="Top-3 retrieved captions; mentions of the removed class are highlighted",
+            )
+        )
     if examples.blocks:
         sections.append(examples)
     return sections
@@ -556,46 +639,93 @@ def _classification_section(results: Mapping[str, Any], report: Report, visuals:
     if world.get("group_counts"):
         splits = list(world["group_counts"])
         groups = sorted({g for s in splits for g in world["group_counts"][s]})
-        section.blocks.append(Table(["group (label / place)", *splits],
-                                    [[g, *(str(world["group_counts"][s].get(g, 0)) for s in splits)] for g in groups],
-                                    caption="Images per group"))
-    section.blocks.append(Paragraph(
-        "Fine-tuning trains only the visual and text projections and the logit scale, on cached frozen "
-        "features; each arm keeps the epoch with the best validation worst-group accuracy. Test numbers below."
-    ))
+        section.blocks.append(
+            Table(
+                ["group (label / place)", *splits],
+                [[g, *(str(world["group_counts"][s].get(g, 0)) for s in splits)] for g in groups],
+                caption="Images per group",
+            )
+        )
+    section.blocks.append(
+        Paragraph(
+            "Fine-tuning trains only the visual and text projections and the logit scale, on cached frozen "
+            "features; each arm keeps the epoch with the best validation worst-group accuracy. Test numbers below."
+        )
+    )
     rows = []
     for key, label in CLASSIFICATION_ARMS:
         runs = arms.get(key, [])
         if not runs:
             continue
-        rows.append([label, fmt(_metric(runs, "average")), fmt(_metric(runs, "adjusted")), fmt(_metric(runs, "worst")),
-                     fmt(_metric(runs, "aiou"), 3), fmt(_metric(runs, "worst_group_aiou"), 3)])
-    section.blocks.append(Table(["arm", "average acc", "adjusted avg acc", "worst-group acc", "AIoU",
-                                 "worst-group AIoU"], rows, caption="Test set (mean ± std over fine-tuning seeds)"))
+        rows.append(
+            [
+                label,
+                fmt(_metric(runs, "average")),
+                fmt(_metric(runs, "adjusted")),
+                fmt(_metric(runs, "worst")),
+                fmt(_metric(runs, "aiou"), 3),
+                fmt(_metric(runs, "worst_group_aiou"), 3),
+            ]
+        )
+    section.blocks.append(
+        Table(
+            ["arm", "average acc", "adjusted avg acc", "worst-group acc", "AIoU", "worst-group AIoU"],
+            rows,
+            caption="Test set (mean ± std over fine-tuning seeds)",
+        )
+    )
     group_names = sorted({g for runs in arms.values() for run in runs for g in run.get("groups", {})})
     if group_names:
         rows = []
         for key, label in CLASSIFICATION_ARMS:
             runs = arms.get(key, [])
             if runs:
-                rows.append([label, *(f"{fmt(_metric(runs, 'groups', g))} / {fmt(_metric(runs, 'aiou_groups', g), 3)}"
-                                      for g in group_names)])
+                rows.append(
+                    [
+                        label,
+                        *(
+                            f"{fmt(_metric(runs, 'groups', g))} / {fmt(_metric(runs, 'aiou_groups', g), 3)}"
+                            for g in group_names
+                        ),
+                    ]
+                )
         section.blocks.append(Table(["arm", *group_names], rows, caption="Per group: accuracy / AIoU"))
         present = [(key, label) for key, label in CLASSIFICATION_ARMS if arms.get(key)]
-        name = report.add_image("classification_worst", bar_chart(
-            [k for k, _ in present],
-            {"average": [_metric(arms[k], "average") for k, _ in present],
-             "worst group": [_metric(arms[k], "worst") for k, _ in present]},
-            title="Classification accuracy per arm", ylabel="accuracy (%)", ylim=(0, 105),
-        ))
+        name = report.add_image(
+            "classification_worst",
+            bar_chart(
+                [k for k, _ in present],
+                {
+                    "average": [_metric(arms[k], "average") for k, _ in present],
+                    "worst group": [_metric(arms[k], "worst") for k, _ in present],
+                },
+                title="Classification accuracy per arm",
+                ylabel="accuracy (%)",
+                ylim=(0, 105),
+            ),
+        )
         section.blocks.append(Figure(name, "Average and worst-group test accuracy per arm."))
     if visuals.gradcam:
         arm_keys = [k for k, _ in CLASSIFICATION_ARMS if any(k in g["maps"] for g in visuals.gradcam)]
-        rows = [[g["image"], *(overlay_heatmap(g["image"], g["maps"][k]) if k in g["maps"] else g["image"]
-                               for k in arm_keys)] for g in visuals.gradcam]
-        name = report.add_image("gradcam", image_grid(rows, column_titles=["image", *arm_keys],
-                                                      row_labels=[g["group"] for g in visuals.gradcam]))
-        section.blocks.append(Figure(name, "GradCAM of the true class (input of the last vision block) per arm."))
+        rows = [
+            [
+                g["image"],
+                *(
+                    overlay_heatmap(g["image"], g["maps"][k]) if k in g["maps"] else g["image"]
+                    for k in arm_keys
+                ),
+            ]
+            for g in visuals.gradcam
+        ]
+        name = report.add_image(
+            "gradcam",
+            image_grid(
+                rows, column_titles=["image", *arm_keys], row_labels=[g["group"] for g in visuals.gradcam]
+            ),
+        )
+        section.blocks.append(
+            Figure(name, "GradCAM of the true class (input of the last vision block) per arm.")
+        )
     return [section]
 
 
@@ -605,34 +735,54 @@ def build_report(results: Mapping[str, Any], visuals: Visuals | None = None) -> 
     meta = results.get("meta", {})
     report = Report("hf_spurious demo: exposing and mitigating spurious correlations on SpuriousShapes")
     summary = Section("Summary")
-    summary.blocks.append(Paragraph(
-        "All models are tiny CLIPs trained from scratch on CPU: stand-ins for real checkpoints, so the numbers "
-        "show the pipeline and the direction of the effects, not the papers' values. "
-        f"Seeds: {meta.get('seeds', '?')} ({meta.get('what_varies', '')}). "
-        f"Total time {meta.get('total_seconds', 0):.0f} s."
-    ))
+    summary.blocks.append(
+        Paragraph(
+            "All models are tiny CLIPs trained from scratch on CPU: stand-ins for real checkpoints, so the numbers "
+            "show the pipeline and the direction of the effects, not the papers' values. "
+            f"Seeds: {meta.get('seeds', '?')} ({meta.get('what_varies', '')}). "
+            f"Total time {meta.get('total_seconds', 0):.0f} s."
+        )
+    )
     checks = results.get("checks", [])
     if checks:
-        summary.blocks.append(Table(
-            ["claim", "measured", "needed", "result"],
-            [[c["claim"], c["measured"], c["needed"], "PASS" if c["passed"] else "FAIL"] for c in checks],
-            caption="What the demo must show",
-        ))
+        summary.blocks.append(
+            Table(
+                ["claim", "measured", "needed", "result"],
+                [[c["claim"], c["measured"], c["needed"], "PASS" if c["passed"] else "FAIL"] for c in checks],
+                caption="What the demo must show",
+            )
+        )
     calibration = results.get("calibration", [])
     if calibration:
-        summary.blocks.append(Table(
-            ["calibration check", "value", "band", "ok"],
-            [[c["check"], fmt(c["value"]), f"[{c['band'][0]}, {c['band'][1]}]", "PASS" if c["ok"] else "FAIL"]
-             for c in calibration],
-            caption="World calibration",
-        ))
+        summary.blocks.append(
+            Table(
+                ["calibration check", "value", "band", "ok"],
+                [
+                    [
+                        c["check"],
+                        fmt(c["value"]),
+                        f"[{c['band'][0]}, {c['band'][1]}]",
+                        "n/a" if c["ok"] is None else "PASS" if c["ok"] else "FAIL",
+                    ]
+                    for c in calibration
+                ],
+                caption="World calibration",
+            )
+        )
     report.sections.append(summary)
     report.sections += _retrieval_section(results, report, visuals)
     report.sections += _classification_section(results, report, visuals)
     timings = results.get("timings", [])
     if timings:
-        report.sections.append(Section("Timings", [Table(
-            ["step", "seconds", "load average (1 min) at end"],
-            [[t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings],
-        )]))
+        report.sections.append(
+            Section(
+                "Timings",
+                [
+                    Table(
+                        ["step", "seconds", "load average (1 min) at end"],
+                        [[t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings],
+                    )
+                ],
+            )
+        )
     return report

@@ -125,7 +125,7 @@ def topk_similarities(
     query_chunk_size: int = 1024,
     device: str | torch.device | None = None,
     check: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of each query with the gallery, by chunked matrix products.
 
@@ -156,7 +156,7 @@ def topk_similarities(
     out_v = np.empty((n_q, k), dtype=np.float32)
     out_i = np.empty((n_q, k), dtype=np.int64)
     steps = [(qs, gs) for qs in range(0, n_q, query_chunk_size) for gs in range(0, n_g, chunk_size)]
-    bar = tqdm(total=len(steps), desc="top-k", unit="chunk", disable=not progress)
+    bar = tqdm(total=len(steps), desc="top-k", unit="chunk", disable=not progress, leave=False)
     gallery_on_device = None
     if torch.is_tensor(gallery) and gallery.device == dev:
         gallery_on_device = gallery.float()

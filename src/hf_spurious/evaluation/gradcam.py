@@ -244,6 +244,8 @@ class ViTGradCAM:
         """(B, len(targets), H, W) maps in [0, 1]; H, W = ``size`` or the network input size."""
         if pixel_values.ndim != 4:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
+        if not targets:
+            raise ValueError("GradCAM needs at least one target (one class score callable)")
         grid = (pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size)
         acts, grads = self.activations_and_gradients(pixel_values, targets)
         cams = torch.stack([grid_cams(acts, g, grid) for g in grads], dim=1)

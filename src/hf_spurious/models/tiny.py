@@ -285,7 +285,9 @@ def tiny_clip(
     """A random tiny ``CLIPModel`` and its ``CLIPProcessor`` (PIL image processor, word tokenizer).
 
     A random test model, never a real one. Sizes are parameters (the demo uses e.g. 64 px, patch 8,
-    hidden 128, 4 layers). ``text_hidden_size`` / ``text_num_layers`` default to the vision sizes.
+    hidden 128, 4 layers). ``text_hidden_size`` / ``text_num_layers`` default to the vision sizes and
+    ``intermediate_size`` to 4 × hidden. The text config's bos/eos/pad ids are the tokenizer's; eos is
+    never 2, so CLIP pools the text at the first eos token.
     """
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
@@ -300,7 +302,7 @@ def tiny_clip(
         text_config=dict(
             vocab_size=len(tok),
             hidden_size=t_hidden,
-            intermediate_size=intermediate_size or 2 * t_hidden,
+            intermediate_size=intermediate_size or 4 * t_hidden,
             num_hidden_layers=text_num_layers or num_layers,
             num_attention_heads=num_heads,
             max_position_embeddings=max_length,
@@ -308,7 +310,7 @@ def tiny_clip(
         ),
         vision_config=dict(
             hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
             image_size=image_size,
@@ -344,7 +346,7 @@ def _blip_config(
         text_config=dict(
             vocab_size=len(tok),
             hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
             max_position_embeddings=max_length,
@@ -356,7 +358,7 @@ def _blip_config(
         ),
         vision_config=dict(
             hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
             image_size=image_size,
@@ -470,7 +472,7 @@ def tiny_owlvit(
         text_config=dict(
             vocab_size=len(tok),
             hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
             max_position_embeddings=max_length,
@@ -478,7 +480,7 @@ def tiny_owlvit(
         ),
         vision_config=dict(
             hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
             image_size=image_size,

@@ -47,6 +47,7 @@ EDIT_STILL_MENTIONS_REMOVED = "edited_caption_mentions_removed"
 EDIT_NAMES_NO_PRESENT = "edited_caption_names_no_present_class"
 UNREADABLE_IMAGE = "unreadable_image"
 IMAGE_SIZE_MISMATCH = "image_size_mismatch"
+INPAINTER_FLAGGED = "inpainter_safety_flagged"
 
 
 class SynthesisError(RuntimeError):
@@ -376,7 +377,11 @@ def _plan_shard(records, settings, text_side, stats) -> list[_Job]:
         chosen, last_reason = [], None
         for i in cands:
             edited = text_side.edit(
-                rec.captions[i], None if phrases is None else phrases[i], plan.removed_classes, plan.kept_classes, rng
+                rec.captions[i],
+                None if phrases is None else phrases[i],
+                plan.removed_classes,
+                plan.kept_classes,
+                rng,
             )
             reason = (
                 text_side.check(edited, plan.removed_classes, plan.kept_classes)
@@ -470,6 +475,13 @@ def _run_shard(
                 )
             else:
                 filled = inpainter.inpaint(images, masks, seeds=seeds, contexts=contexts)
+            flagged = list(getattr(inpainter, "last_flagged", None) or []) if not parallel else []
+            if any(flagged):
+                for (j, _), flag in zip(ok, flagged):
+                    if flag:
+                        stats.skip(INPAINTER_FLAGGED, j.record.image_id)
+                keep = [k for k, flag in enumerate(flagged) if not flag]
+                ok, filled, masks = [ok[k] for k in keep], [filled[k] for k in keep], [masks[k] for k in keep]
             if settings.text_method == "captioner":
                 generated = text_side.caption_images(filled)
                 for (j, _), cap in zip(ok, generated):

@@ -191,7 +191,13 @@ def context_window(mask: np.ndarray, native: int, context: float = 0.5) -> tuple
 
 
 class DiffusersInpainter(Inpainter):
-    """A diffusers inpainting pipeline run on a context window at native resolution, pasted back under the mask."""
+    """A diffusers inpainting pipeline run on a context window at native resolution, pasted back under the mask.
+
+    The crop (``context`` x the mask box on each side, at least ``resolution`` pixels) is resized to the
+    pipeline's native square resolution, inpainted with a per-image seeded generator, resized back, and only
+    its masked pixels are pasted into the original. A pipeline's safety checker stays on unless
+    ``safety_checker=False``; images it flags are listed in ``last_flagged`` (the generator skips them).
+    """
 
     def __init__(
         self,
@@ -206,6 +212,7 @@ class DiffusersInpainter(Inpainter):
         context: float = 0.5,
         device: str | None = None,
         dtype: str | None = None,
+        safety_checker: bool = True,
     ) -> None:
         import torch
         from diffusers import AutoPipelineForInpainting
@@ -226,8 +233,9 @@ class DiffusersInpainter(Inpainter):
                 f"cannot load the diffusers inpainting pipeline {model!r} ({err}); pass a Hub id that is "
                 "cached/reachable or a local directory written by pipeline.save_pretrained"
             ) from err
-        if getattr(pipe, "safety_checker", None) is not None:
-            pipe.safety_checker = None  # it would black out whole crops; the masked paste keeps the image
+        if not safety_checker and getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None
+        self.last_flagged: list[bool] = []  # per image of the last call: the pipeline's safety checker fired
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(self.device)
         if resolution is None:
@@ -243,6 +251,7 @@ class DiffusersInpainter(Inpainter):
         from PIL import Image
 
         out = list(images)
+        self.last_flagged = [False] * len(images)
         todo = [i for i, m in enumerate(masks) if m.any()]
         res = self.resolution
         for start in range(0, len(todo), self.batch_size):
@@ -271,8 +280,11 @@ class DiffusersInpainter(Inpainter):
             if self.negative_prompt:
                 kwargs["negative_prompt"] = [self.negative_prompt] * len(idx)
             with torch.inference_mode():
-                result = self.pipe(**kwargs).images
-            for i, (r0, c0, r1, c1), arr in zip(idx, windows, result):
+                output = self.pipe(**kwargs)
+            flags = getattr(output, "nsfw_content_detected", None) or [False] * len(idx)
+            for i, flag in zip(idx, flags):
+                self.last_flagged[i] = bool(flag)
+            for i, (r0, c0, r1, c1), arr in zip(idx, windows, output.images):
                 patch = np.clip(np.asarray(arr, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
                 patch = cv2.resize(patch, (c1 - c0, r1 - r0), interpolation=cv2.INTER_CUBIC)
                 filled = images[i].copy()

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -155,22 +156,26 @@ def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
     return train, (split(ns.eval_split) if ns.eval_split else None)
 
 
-def training_args_from(ns: argparse.Namespace) -> SpuriousTrainingArguments:
-    """Build the arguments; a ``--preset`` value fills every field the user left at its default."""
-    fields = {f.name: f for f in dataclasses.fields(SpuriousTrainingArguments) if f.init}
+def _explicit_flags(argv: list[str]) -> set[str]:
+    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+
+
+def training_args_from(ns: argparse.Namespace, argv: list[str] | None = None) -> SpuriousTrainingArguments:
+    """Build the arguments; a ``--preset`` fills every field not given explicitly on the command line
+    (``argv``, default ``sys.argv``)."""
+    fields = {f.name for f in dataclasses.fields(SpuriousTrainingArguments) if f.init}
     values = {k: v for k, v in vars(ns).items() if k in fields}
+    explicit = _explicit_flags(sys.argv[1:] if argv is None else argv)
     for key, value in PRESETS.get(getattr(ns, "preset", None) or "", {}).items():
-        f = fields[key]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if values.get(key) == default:
+        if key not in explicit:
             values[key] = value
     return SpuriousTrainingArguments(**values)
 
 
-def run(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace, argv: list[str] | None = None) -> int:
     from .trainer import SpuriousAwareTrainer
 
-    args = training_args_from(ns)
+    args = training_args_from(ns, argv)
     train, evaluation = load_data(ns, args.task)
     trainer = SpuriousAwareTrainer(ns.model, args, train_dataset=train, eval_dataset=evaluation)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -193,4 +198,5 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
     )
     add_arguments(parser)
     parser.set_defaults(preset=preset)
-    return run(parser.parse_args(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    return run(parser.parse_args(argv), argv)

@@ -196,6 +196,8 @@ class SpuriousAwareTrainer(Trainer):
         self.train_group_counts = train_group_counts
         self._metrics: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
         self._prompt_inputs = self._build_prompts(args, processing_class)
+        if args.ddp_find_unused_parameters is None and args.freeze_policy == "projection":
+            args.ddp_find_unused_parameters = False  # every projection and the scale take part in every step
         super().__init__(
             model=SpuriousModel(self.adapter),
             args=args,
