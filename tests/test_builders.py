@@ -195,7 +195,7 @@ def test_fill_methods_keep_outside_pixels(spec, test_records, tmp_path):
 def test_partner_policy_and_oracle_builder(shapes_world, test_records, tmp_path):
     pairs = world_pairs(shapes_world)
     builder = ShapesDecorrelated(
-        data_dir=str(shapes_world), config_name="test_oracle", cache_dir=str(tmp_path / "c")
+        data_dir=str(shapes_world), config_name="test_partner_oracle", cache_dir=str(tmp_path / "c")
     )
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
@@ -552,3 +552,24 @@ def test_coco_builder_prompt_and_captioner_methods(shapes_world, tiny_model_dir,
     rows = _rows(merge_shards(tmp_path / "cap", tmp_path / "cap_out"))
     assert rows and all(isinstance(r["caption"], str) and r["text_method"] == "captioner" for r in rows)
     assert len({r["source_image_id"] for r in rows}) == len(rows)  # one generated caption per image
+
+
+def test_images_flagged_by_the_inpainter_are_counted(test_records, tmp_path):
+    from hf_spurious.synthesis.inpaint import ZeroFill
+
+    class FlagEveryOther(ZeroFill):
+        spec = "flagging"
+        pipe = None  # batched like a diffusers pipeline
+
+        def _fill_batch(self, images, masks, seeds, contexts):
+            self.last_flagged = [i % 2 == 0 for i in range(len(images))]
+            return super()._fill_batch(images, masks, seeds, contexts)
+
+    settings = _settings(inpainter="zero", max_images=16)
+    _run(test_records, settings, tmp_path / "ref")
+    _run(test_records, settings, tmp_path / "w", inpainter=FlagEveryOther())
+    ref, got = collect_stats(tmp_path / "ref"), collect_stats(tmp_path / "w")
+    flagged = got["skipped"]["inpainter_safety_flagged"]
+    assert flagged > 0 and got["eligible"] + flagged == ref["eligible"]
+    rows = _rows(merge_shards(tmp_path / "w", tmp_path / "o"))
+    assert len(rows) == got["rows"] and {r["image_method"] for r in rows} == {"flagging"}

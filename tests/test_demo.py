@@ -274,9 +274,6 @@ def test_quick_demo_results_json(quick_demo):
         for values in run["sets"].values():
             assert set(values) == {"odmap@1", "odmap@5", "odmap@10", "mention@1"}
             assert all(0.0 <= v <= 100.0 for v in values.values())
-            assert (
-                values["odmap@1"] >= values["odmap@5"] - 1e-9 >= values["odmap@10"] - 2e-9
-            )  # 1/k normaliser
         assert {"i2t@1", "i2t@5", "i2t@10", "t2i@1", "t2i@5", "t2i@10"} <= set(run["recall"])
     assert models["biased"][0]["sets"]["original"]["mention@1"] == 0.0  # nothing removed, nothing to mention
     queries = results["retrieval"]["queries"]

@@ -138,3 +138,29 @@ def test_diffusers_from_local_dir_keeps_unmasked_pixels_and_is_seeded(diffusers_
 def test_diffusers_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(InpaintError, match="cannot load"):
         get_inpainter(f"diffusers:{tmp_path / 'nothing'}")
+
+
+@pytest.mark.parametrize("spec", ["opencv:telea", "opencv:ns", "blur"])
+def test_cropped_fills_equal_whole_image_reference(spec):
+    """The backends work on the mask's box plus a margin; under the mask that must equal cv2 on the whole image."""
+    import math
+
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        h, w = (int(v) for v in rng.integers(30, 100, 2))
+        image = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 2)
+        mask = np.zeros((h, w), bool)
+        for _ in range(int(rng.integers(1, 4))):
+            r, c = rng.integers(0, h), rng.integers(0, w)
+            mask[r : r + rng.integers(2, 30), c : c + rng.integers(2, 30)] = True
+        m8 = mask.astype(np.uint8) * 255
+        if spec == "blur":
+            reference = cv2.GaussianBlur(image, (2 * math.ceil(3 * 2.0) + 1,) * 2, 2.0, 2.0, borderType=cv2.BORDER_REFLECT)
+            got = get_inpainter("blur", sigma=2.0).inpaint([image], [mask])[0]
+        else:
+            flag = cv2.INPAINT_TELEA if spec.endswith("telea") else cv2.INPAINT_NS
+            reference = cv2.inpaint(image, m8, 3.0, flag)
+            got = get_inpainter(spec, radius=3.0).inpaint([image], [mask])[0]
+        np.testing.assert_array_equal(got[mask], reference[mask])

@@ -156,6 +156,16 @@ def test_read_coco_captions_files_without_karpathy(tmp_path: Path) -> None:
     assert rec.classes == {"dog", "frisbee"}
     with pytest.raises(MissingFileError, match=r"captions_train\*\.json"):
         read_coco(tmp_path, "train")
+    with pytest.raises(MissingFileError, match=r"elsewhere\.json: file not found"):
+        read_coco(tmp_path, "val", karpathy_json=tmp_path / "elsewhere.json")
+
+
+def test_read_coco_karpathy_file_elsewhere(tmp_path: Path) -> None:
+    root = make_coco(tmp_path / "coco")
+    moved = (root / "dataset_coco.json").rename(tmp_path / "karpathy.json")
+    assert [r.image_id for r in read_coco(root, "train", karpathy_json=moved)] == ["42"]
+    with pytest.raises(MissingFileError, match=r"captions_train\*\.json"):
+        read_coco(root, "train")  # no Karpathy file in data_dir and no captions files either
 
 
 def test_read_coco_box_policy_and_vocabulary(tmp_path: Path) -> None:
@@ -251,7 +261,7 @@ def test_read_coco_on_world_matches_naive_parse(shapes_world: Path) -> None:
             assert got == expected[rec.image_id]
             assert rec.captions == caps[rec.image_id] and len(rec.captions) == 5
             assert Path(rec.image_path) == shapes_world / "images" / split / f"{int(rec.image_id):012d}.png"
-        via_captions = read_coco(shapes_world, split, karpathy_json=shapes_world / "missing.json")
+        via_captions = read_coco(shapes_world, split, karpathy_json=False)
         assert via_captions == records
 
 

@@ -22,6 +22,7 @@ from hf_spurious.text import (
     choose_caption,
     edit_caption,
     join_classes,
+    np_removal_batch,
     prompt_caption,
     remove_phrases,
     tidy,
@@ -105,6 +106,7 @@ def test_remove_phrases_paper_example_and_hand_cases():
     cap = "Two dogs fighting over a frisbee"
     phrases = [_phr(cap, "Two dogs", {"dog"}), _phr(cap, "a frisbee", {"frisbee"})]
     assert remove_phrases(cap, phrases, {"frisbee"}) == "Two dogs fighting over"
+    assert remove_phrases(cap, phrases, "frisbee") == "Two dogs fighting over"  # a bare class name
     assert remove_phrases(cap, phrases, {"dog"}) == "Fighting over a frisbee"
     assert remove_phrases(cap, phrases, {"dog", "frisbee"}) == "Fighting over"
     cap = "A dog and a man on a bench."
@@ -233,6 +235,18 @@ def test_lexical_backend_paper_example_and_phrases(lexical_ex):
 def test_np_removal_hand_cases_both_backends(caption, removed, expected, spacy_ex, lexical_ex):
     for ex in (spacy_ex, lexical_ex):
         assert edit_caption(caption, removed, set(), vocabulary=COCO, extractor=ex) == expected, ex.backend
+
+
+def test_np_removal_batch_equals_one_by_one(spacy_ex):
+    caps = ["A man with a dog and a cat.", "Two dogs fighting over a frisbee", "a man on a bench"]
+    removed = [{"dog"}, {"frisbee", "dog"}, {"bench"}]
+    batch = np_removal_batch(caps, removed, COCO, spacy_ex)
+    assert batch == [
+        edit_caption(c, r, set(), vocabulary=COCO, extractor=spacy_ex) for c, r in zip(caps, removed)
+    ]
+    assert batch == ["A man with a cat.", "Fighting over", "a man on"]
+    with pytest.raises(ValueError, match="3 captions but 2"):
+        np_removal_batch(caps, removed[:2], COCO, spacy_ex)
 
 
 def test_spacy_phrases_differ_from_lexical_where_chunks_are_wider(spacy_ex, lexical_ex):

@@ -621,3 +621,16 @@ def test_blip_retrieval_trains_itc_and_itm(tiny_model_dir, tmp_path):
     lrs = [h["learning_rate"] for h in logs]
     assert lrs[1] == pytest.approx(lrs[0] * 0.5)
     assert "eval_i2t_r@1" in tr.evaluate()
+
+
+def test_group_dro_all_reduce_uses_global_group_means():
+    """Two 'processes' with half batches each reach the q of one process with the whole batch."""
+    losses, groups = torch.tensor([1.0, 3.0, 2.0, 4.0, 0.5, 1.5]), torch.tensor([0, 1, 1, 2, 3, 0])
+    whole = GroupDRO([5, 5, 5, 5], step_size=0.3)
+    whole.loss(losses, groups)
+    halves = [GroupDRO([5, 5, 5, 5], step_size=0.3) for _ in range(2)]
+    parts = [(losses[:3], groups[:3]), (losses[3:], groups[3:])]
+    total = halves[0]._stats(*parts[0]) + halves[1]._stats(*parts[1])
+    for dro, part in zip(halves, parts):
+        dro.loss(*part, all_reduce=lambda _: total)
+        torch.testing.assert_close(dro.q, whole.q)

@@ -83,22 +83,33 @@ OTHER_COCO_WORDS = set(_OTHER_COCO_TEXT.split())
 PLURAL = {"people": "person", "men": "man", "women": "woman", "children": "child"}
 
 
+def _forms() -> dict[tuple[str, ...], str]:
+    table: dict[tuple[str, ...], str] = {}
+    for cls, words in CHAIR.items():
+        for entry in (w.replace("_", " ") for w in words.split()):
+            for form in {entry, entry + "s", entry + "es", entry[:-1] + "ies"}:
+                table[tuple(form.split())] = cls
+            for plural in (k for k, v in PLURAL.items() if v == entry):
+                table[(plural,)] = cls
+    return table
+
+
+FORMS = _forms()
+
+
 def naive_classes(caption: str) -> set[str]:
-    """Independent reference matcher: whole words, multi-word entries first, simple plurals."""
+    """Independent reference matcher: whole words, two-word entries first, simple plurals."""
     words = re.findall(r"[a-z]+", caption.lower())
-    text = " " + " ".join(words) + " "
-    found: set[str] = set()
-    entries = sorted(
-        ((w.replace("_", " "), c) for c, ws in CHAIR.items() for w in ws.split()), key=lambda e: -len(e[0])
-    )
-    for entry, cls in entries:
-        forms = {entry, entry + "s", entry + "es", entry[:-1] + "ies"} | {
-            k for k, v in PLURAL.items() if v == entry
-        }
-        for form in forms:
-            if f" {form} " in text:
+    found, i = set(), 0
+    while i < len(words):
+        for n in (2, 1):
+            cls = FORMS.get(tuple(words[i : i + n]))
+            if cls is not None:
                 found.add(cls)
-                text = text.replace(f" {form} ", " _ ")
+                i += n
+                break
+        else:
+            i += 1
     return found
 
 
@@ -286,6 +297,26 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     changed = [k for k in a if a[k] != c[k]]
     assert "dataset_coco.json" in changed and "annotations/instances_train.json" in changed
     assert sum(k.startswith("images/") for k in changed) == 20
+
+
+def test_identical_across_processes_with_different_hash_seeds(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    retrieval = WorldConfig(train_size=10, val_size=3, test_size=3, seed=2)
+    classification = ClassificationWorldConfig(train_size=8, val_size=4, test_size=4, pretrain_size=4)
+    code = (
+        "import sys; from hf_spurious.data.world import *; "
+        f"generate_world({retrieval!r}, sys.argv[1] + '/r'); "
+        f"generate_world({classification!r}, sys.argv[1] + '/c')"
+    )
+    hash_seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "a")], check=True, env=env)
+    generate_world(retrieval, tmp_path / "b" / "r")
+    generate_world(classification, tmp_path / "b" / "c")
+    assert files_digest(tmp_path / "a") == files_digest(tmp_path / "b")
 
 
 def test_classification_same_seed_identical_other_seed_differs(tmp_path: Path) -> None:
@@ -511,3 +542,23 @@ def test_cli_writes_world_summary_and_contact_sheet(tmp_path: Path, capsys) -> N
         f"{b}/{p}": 1 for b in ("landbird", "waterbird") for p in ("land", "water")
     }
     assert (tmp_path / "c" / "contact_sheet.png").is_file()
+
+
+def test_cli_set_overrides_any_field_and_reports_bad_values(tmp_path: Path, capsys) -> None:
+    from hf_spurious.cli import main
+
+    args = ["world", "--out", str(tmp_path), "--train-size", "4", "--val-size", "1", "--test-size", "1"]
+    assert (
+        main(
+            [*args, "--no-contact-sheet", "--set", "p_duplicate=0.5", "--set", "object_size_range=[0.2,0.3]"]
+        )
+        == 0
+    )
+    config = load_world(tmp_path).config
+    assert config.p_duplicate == 0.5 and config.object_size_range == (0.2, 0.3)
+    assert not (tmp_path / "contact_sheet.png").exists()
+    capsys.readouterr()
+    assert main([*args, "--set", "p_partner=2"]) == 2
+    assert "p_partner must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="FIELD one of"):
+        main([*args, "--set", "bogus=1"])

@@ -202,7 +202,7 @@ class ShapesDecorrelated(_DecorrelatedBuilder):
             description="anchor removed",
         ),
         DecorrelatedConfig(
-            name="test_oracle",
+            name="test_partner_oracle",
             source="shapes",
             split="test",
             target_policy="partner",

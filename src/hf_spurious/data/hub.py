@@ -28,7 +28,7 @@ DATASET_REPOS = {
     "shapes": f"{HUB_ORG}/shapes_decorrelated",
 }
 WORD_LISTS = {
-    "coco": "CHAIR word list (substitute for Kim et al.'s unpublished list; Rohrbach et al. 2018)",
+    "coco": "CHAIR word list (substitute) of Rohrbach et al. 2018; Kim et al.'s own list is unpublished",
     "shapes": "CHAIR word list (substitute) restricted to the SpuriousShapes classes",
     "flickr30k": "Flickr30k Entities phrase types (annotated phrases, no word list)",
 }
@@ -246,19 +246,25 @@ def render_card(
     sources = {info.get("settings", {}).get("source") for info in provenance.values()} - {None}
     source = next(iter(sources)) if len(sources) == 1 else "coco"
     repo_id = DATASET_REPOS.get(source, DATASET_REPOS["coco"])
-    pretty_name = pretty_name or f"{source.upper() if source == 'coco' else source.capitalize()} decorrelated"
+    body = Path(template).read_text(encoding="utf-8") if template else _DEFAULT_BODY
+    front = re.match(r"\A---\n(.*?\n)---\n", body, flags=re.S)
+    meta = (yaml.safe_load(front.group(1)) or {}) if front else {}
+    body = body[front.end() :] if front else body
+    if default_config is None:  # the template's default config, when it was exported
+        marked = [c.get("config_name") for c in meta.get("configs", []) if c.get("default")]
+        default_config = next((c for c in marked if c in provenance), None)
+    names = {"coco": "COCO", "flickr30k": "Flickr30k", "shapes": "SpuriousShapes"}
+    pretty_name = pretty_name or meta.get("pretty_name") or f"{names.get(source, source)} decorrelated"
     header = {
         "pretty_name": pretty_name,
-        "license": "other",
-        "task_categories": ["image-to-text", "text-to-image"],
-        "tags": ["hf-spurious", "counterfactual", "spurious-correlations", "odmap"],
+        "license": meta.get("license", "other"),
+        "task_categories": meta.get("task_categories", ["image-to-text", "text-to-image"]),
+        "tags": meta.get("tags", ["hf-spurious", "counterfactual", "spurious-correlations", "odmap"]),
         "configs": configs_yaml(provenance, default_config),
         "dataset_info": [
             provenance[n]["dataset_info"] for n in sorted(provenance) if "dataset_info" in provenance[n]
         ],
     }
-    body = Path(template).read_text(encoding="utf-8") if template else _DEFAULT_BODY
-    body = re.sub(r"\A---\n.*?\n---\n", "", body, flags=re.S)  # drop a template's own front matter
     body = body.replace("{pretty_name}", pretty_name).replace("{paper}", PAPER).replace("{repo_id}", repo_id)
     prov = "\n\n".join(_provenance_markdown(name, provenance[name]) for name in sorted(provenance))
     body = body.replace("<!-- PROVENANCE -->", prov) if "<!-- PROVENANCE -->" in body else body + "\n" + prov

@@ -204,16 +204,18 @@ def read_coco(
     vocabulary: Any = "coco",
     box_policy: BoxPolicy = "clip",
     on_missing: OnMissing = "error",
-    karpathy_json: str | Path | None = None,
+    karpathy_json: str | Path | bool | None = None,
     captions_json: str | Path | None = None,
     instance_files: Sequence[str | Path] | None = None,
 ) -> list[SceneRecord]:
     """Read one split of COCO as ``SceneRecord``s.
 
-    Captions and splits come from the Karpathy ``dataset_coco.json`` (``restval`` counts as train) when
-    it exists (or ``karpathy_json`` is given); otherwise from ``annotations/captions_<split>*.json``
-    (or ``captions_json``). Objects come from every ``annotations/instances_*.json``, indexed by image id;
-    images without instance annotations get no objects. Images are found under 2014 or 2017 naming.
+    Captions and splits come from the Karpathy ``dataset_coco.json`` (``restval`` counts as train): the
+    one in ``data_dir`` when present, or the file ``karpathy_json`` names (which must exist). Without
+    one (or with ``karpathy_json=False``, or when ``captions_json`` names a COCO captions file) they come
+    from ``annotations/captions_<split>*.json``. Objects come from every ``annotations/instances_*.json``
+    (or ``instance_files``), indexed by image id; images without instance annotations get no objects.
+    Image files are found under COCO 2014 or 2017 naming, with or without an ``images/`` folder.
     """
     _check_split(split)
     root = Path(data_dir)
@@ -221,8 +223,12 @@ def read_coco(
     anns, image_entries, categories = _index_instances(
         root, None if instance_files is None else [Path(p) for p in instance_files]
     )
-    karpathy = Path(karpathy_json) if karpathy_json is not None else root / "dataset_coco.json"
-    if captions_json is None and karpathy.exists():
+    if captions_json is None and karpathy_json is not False:
+        karpathy = root / "dataset_coco.json" if karpathy_json in (None, True) else Path(karpathy_json)
+        use_karpathy = karpathy_json not in (None, True) or karpathy.exists()
+    else:
+        use_karpathy = False
+    if use_karpathy:
         items = _karpathy_items(karpathy, split)
     else:
         items = _coco_caption_items(root, split, None if captions_json is None else Path(captions_json))
@@ -302,7 +308,7 @@ def _coco_caption_items(root: Path, split: str, path: Path | None) -> list[dict[
         found = sorted((root / "annotations").glob(f"captions_{split}*.json"))
         if not found:
             raise MissingFileError(
-                f"{root}: no dataset_coco.json and no annotations/captions_{split}*.json; pass karpathy_json="
+                f"{root}: no dataset_coco.json and no annotations/captions_{split}*.json; pass karpathy_json= or captions_json="
             )
         path = found[0]
     data = _load_json(path)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,19 +29,26 @@ def _pair(text: str) -> tuple[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     r, c = WorldConfig(), ClassificationWorldConfig()
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--variant", choices=("retrieval", "classification"), default="retrieval")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--train-size", type=int, default=None, help=f"default {r.train_size} / {c.train_size}"
+        "--variant", choices=("retrieval", "classification"), default="retrieval", help="which world to draw"
     )
-    parser.add_argument("--val-size", type=int, default=None, help=f"default {r.val_size} / {c.val_size}")
-    parser.add_argument("--test-size", type=int, default=None, help=f"default {r.test_size} / {c.test_size}")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="master seed (same seed -> identical files)")
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help=f"(retrieval / classification default: {r.train_size} / {c.train_size})",
+    )
+    parser.add_argument("--val-size", type=int, default=None, help=f"(default {r.val_size} / {c.val_size})")
+    parser.add_argument(
+        "--test-size", type=int, default=None, help=f"(default {r.test_size} / {c.test_size})"
+    )
+    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels")
     g = parser.add_argument_group("retrieval variant")
     g.add_argument("--p-partner", type=float, default=r.p_partner, help="P(partner | anchor)")
     g.add_argument("--p-co-name", type=float, default=r.p_co_name, help="P(pair-mate named too)")
-    g.add_argument("--min-classes", type=int, default=r.min_classes)
-    g.add_argument("--max-classes", type=int, default=r.max_classes)
+    g.add_argument("--min-classes", type=int, default=r.min_classes, help="fewest classes per image")
+    g.add_argument("--max-classes", type=int, default=r.max_classes, help="most classes per image")
     g.add_argument(
         "--pair",
         type=_pair,
@@ -48,44 +58,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="partner pair (repeatable); default: " + ", ".join(f"{a}:{p}" for a, p in r.pairs),
     )
     g = parser.add_argument_group("classification variant")
-    g.add_argument("--pretrain-size", type=int, default=c.pretrain_size)
-    g.add_argument("--train-agreement", type=float, default=c.train_agreement)
-    g.add_argument("--pretrain-agreement", type=float, default=c.pretrain_agreement)
-    g.add_argument("--colour-informativeness", type=float, default=c.colour_informativeness)
-    g.add_argument("--alpha-range", type=float, nargs=2, default=c.alpha_range, metavar=("MIN", "MAX"))
+    g.add_argument("--pretrain-size", type=int, default=c.pretrain_size, help="captioned web images")
+    g.add_argument(
+        "--train-agreement", type=float, default=c.train_agreement, help="P(place matches bird), train"
+    )
+    g.add_argument(
+        "--pretrain-agreement",
+        type=float,
+        default=c.pretrain_agreement,
+        help="P(place matches bird), pretrain",
+    )
+    g.add_argument(
+        "--colour-informativeness",
+        type=float,
+        default=c.colour_informativeness,
+        help="P(bird coloured from its own family palette)",
+    )
+    g.add_argument(
+        "--alpha-range",
+        type=float,
+        nargs=2,
+        default=c.alpha_range,
+        metavar=("MIN", "MAX"),
+        help="bird opacity",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set any other config field (repeatable), e.g. --set p_duplicate=0.2 --set object_size_range=[0.2,0.4]",
+    )
     parser.add_argument("--no-contact-sheet", action="store_true", help="skip the PNG contact sheet")
 
 
-def config_from_args(args: argparse.Namespace) -> WorldConfig | ClassificationWorldConfig:
-    """The world config the command line asks for (unset sizes keep the variant's defaults)."""
-    sizes = {
-        k: v
-        for k, v in (
-            ("train_size", args.train_size),
-            ("val_size", args.val_size),
-            ("test_size", args.test_size),
+def _overrides(items: list[str], cls: type) -> dict[str, Any]:
+    """``FIELD=VALUE`` pairs as config keyword arguments (VALUE parsed as JSON when it can be)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in names:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = (
+            tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
         )
-        if v is not None
-    }
-    common = {"seed": args.seed, "image_size": args.image_size, **sizes}
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> WorldConfig | ClassificationWorldConfig:
+    """The world config the command line asks for (unset sizes keep the variant's defaults; --set wins)."""
+    sizes = (("train_size", args.train_size), ("val_size", args.val_size), ("test_size", args.test_size))
+    kwargs: dict[str, Any] = {"seed": args.seed, "image_size": args.image_size}
+    kwargs.update({k: v for k, v in sizes if v is not None})
+    cls: type[WorldConfig] | type[ClassificationWorldConfig]
     if args.variant == "retrieval":
-        extra = {} if args.pair is None else {"pairs": tuple(args.pair)}
-        return WorldConfig(
+        cls = WorldConfig
+        kwargs.update(
             p_partner=args.p_partner,
             p_co_name=args.p_co_name,
             min_classes=args.min_classes,
             max_classes=args.max_classes,
-            **extra,
-            **common,
         )
-    return ClassificationWorldConfig(
-        pretrain_size=args.pretrain_size,
-        train_agreement=args.train_agreement,
-        pretrain_agreement=args.pretrain_agreement,
-        colour_informativeness=args.colour_informativeness,
-        alpha_range=tuple(args.alpha_range),
-        **common,
-    )
+        if args.pair is not None:
+            kwargs["pairs"] = tuple(args.pair)
+    else:
+        cls = ClassificationWorldConfig
+        kwargs.update(
+            pretrain_size=args.pretrain_size,
+            train_agreement=args.train_agreement,
+            pretrain_agreement=args.pretrain_agreement,
+            colour_informativeness=args.colour_informativeness,
+            alpha_range=tuple(args.alpha_range),
+        )
+    kwargs.update(_overrides(getattr(args, "overrides", []), cls))
+    return cls(**kwargs)
 
 
 def _examples(out: Path, variant: str, n: int) -> list[tuple[Path, str]]:
@@ -121,7 +174,11 @@ def contact_sheet(examples: list[tuple[Path, str]], path: Path, *, columns: int 
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except (TypeError, ValueError) as err:
+        print(f"hf-spurious world: {err}", file=sys.stderr)
+        return 2
     summary = generate_world(config, args.out)
     if not args.no_contact_sheet:
         examples = _examples(Path(args.out), summary["variant"], 12)

@@ -76,7 +76,7 @@ def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Ite
     """
     if not isinstance(caption, str) or not caption.strip():
         raise ValueError(f"cannot edit an empty caption ({caption!r}); drop empty captions upstream")
-    removed = frozenset(removed_classes)
+    removed = frozenset([removed_classes] if isinstance(removed_classes, str) else removed_classes)
     spans = []
     for p in phrases:
         if not (0 <= p.start < p.end <= len(caption)) or caption[p.start : p.end] != p.text:
@@ -122,6 +122,12 @@ def _default_extractor(model: str) -> PhraseExtractor:
     return PhraseExtractor(model)
 
 
+def _without_leftovers(text: str, removed: frozenset[str], vocabulary: ClassVocabulary) -> str:
+    while text and removed & vocabulary.classes_in(text):
+        text = remove_mentions(text, vocabulary, removed)
+    return text
+
+
 def np_removal(
     caption: str,
     removed: Iterable[str],
@@ -130,12 +136,26 @@ def np_removal(
 ) -> str:
     """Noun-phrase removal; afterwards no mention of a removed class is left (leftovers, e.g. words that a
     deletion joined into a new mention, are removed lexically)."""
-    removed = frozenset(removed)
+    return np_removal_batch([caption], [removed], vocabulary, extractor)[0]
+
+
+def np_removal_batch(
+    captions: Sequence[str],
+    removed: Sequence[Iterable[str]],
+    vocabulary: ClassVocabulary,
+    extractor: PhraseExtractor | None = None,
+    *,
+    progress: bool = False,
+) -> list[str]:
+    """:func:`np_removal` over many captions with one batched parse (``removed[i]`` goes with ``captions[i]``)."""
+    if len(captions) != len(removed):
+        raise ValueError(f"{len(captions)} captions but {len(removed)} removed-class sets")
     extractor = extractor or _default_extractor(DEFAULT_SPACY_MODEL)
-    out = remove_phrases(caption, extractor.phrases(caption, vocabulary), removed)
-    while out and removed & vocabulary.classes_in(out):
-        out = remove_mentions(out, vocabulary, removed)
-    return out
+    sets = [_known(r, vocabulary) for r in removed]
+    phrases = extractor.phrases_batch(captions, vocabulary, progress=progress)
+    return [
+        _without_leftovers(remove_phrases(c, p, r), r, vocabulary) for c, p, r in zip(captions, phrases, sets)
+    ]
 
 
 def edit_caption(

@@ -196,7 +196,8 @@ class PhraseExtractor:
     ``spacy_model`` is tried first, then ``fallbacks`` (the pinned test parser), then the lexical matcher
     with a :class:`SpacyFallbackWarning`; ``spacy_model=None`` (or ``"lexical"``) asks for the lexical
     matcher directly. ``backend`` names what is used. Parses (chunk character spans of the lower-cased
-    caption) are cached in ``cache_dir`` as JSON lines keyed by caption hash, one file per process.
+    caption) are cached in ``cache_dir`` as JSON lines keyed by caption hash, one file per process (the
+    lexical backend needs no cache and ignores ``cache_dir``).
     """
 
     def __init__(

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class _Default:
+    """A default value argparse hands back untouched: tells "not given" from "given the default value"."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Data flags plus every :class:`SpuriousTrainingArguments` field."""
     data = parser.add_argument_group("data")
@@ -112,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if f.init:
             f.type = hints[f.name]  # resolve string annotations, as HfArgumentParser does
             HfArgumentParser._parse_dataclass_field(group, f)
+    for action in group._group_actions:  # mark defaults, so --preset only fills flags not given
+        action.default = _Default(action.default)
 
 
 def _load_counterfactuals(path: str) -> Any:
@@ -156,26 +170,21 @@ def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
     return train, (split(ns.eval_split) if ns.eval_split else None)
 
 
-def _explicit_flags(argv: list[str]) -> set[str]:
-    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
-
-
-def training_args_from(ns: argparse.Namespace, argv: list[str] | None = None) -> SpuriousTrainingArguments:
-    """Build the arguments; a ``--preset`` fills every field not given explicitly on the command line
-    (``argv``, default ``sys.argv``)."""
+def training_args_from(ns: argparse.Namespace) -> SpuriousTrainingArguments:
+    """Build the arguments; a ``--preset`` fills every field not given on the command line."""
     fields = {f.name for f in dataclasses.fields(SpuriousTrainingArguments) if f.init}
-    values = {k: v for k, v in vars(ns).items() if k in fields}
-    explicit = _explicit_flags(sys.argv[1:] if argv is None else argv)
-    for key, value in PRESETS.get(getattr(ns, "preset", None) or "", {}).items():
-        if key not in explicit:
-            values[key] = value
+    preset = PRESETS.get(getattr(ns, "preset", None) or "", {})
+    values = {}
+    for key, value in vars(ns).items():
+        if key in fields:
+            values[key] = preset.get(key, value.value) if isinstance(value, _Default) else value
     return SpuriousTrainingArguments(**values)
 
 
-def run(ns: argparse.Namespace, argv: list[str] | None = None) -> int:
+def run(ns: argparse.Namespace) -> int:
     from .trainer import SpuriousAwareTrainer
 
-    args = training_args_from(ns, argv)
+    args = training_args_from(ns)
     train, evaluation = load_data(ns, args.task)
     trainer = SpuriousAwareTrainer(ns.model, args, train_dataset=train, eval_dataset=evaluation)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -198,5 +207,4 @@ def main(argv: list[str] | None = None, preset: str | None = None) -> int:
     )
     add_arguments(parser)
     parser.set_defaults(preset=preset)
-    argv = sys.argv[1:] if argv is None else argv
-    return run(parser.parse_args(argv), argv)
+    return run(parser.parse_args(argv))

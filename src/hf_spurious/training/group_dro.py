@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -34,26 +34,49 @@ class GroupDRO:
 
     def group_losses(self, losses: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
         """Mean loss per group (0 where absent) and a mask of the groups present in the batch."""
+        sums, counts = self._stats(losses, groups)
+        return sums / counts.clamp(min=1), counts > 0
+
+    def loss(
+        self,
+        losses: Tensor,
+        groups: Tensor,
+        update: bool = True,
+        all_reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
+        """Robust loss of one batch; updates ``q`` when ``update`` (training steps only).
+
+        ``all_reduce`` (sum over processes) makes the ``q`` update use the group means of the global
+        batch, so every process of a distributed run keeps the same ``q``.
+        """
+        group_loss, _ = self.group_losses(losses, groups)
+        if update:
+            stats = self._stats(losses.detach(), groups)
+            if all_reduce is not None:
+                stats = all_reduce(stats)
+            sums, counts = stats[0].double().cpu(), stats[1].double().cpu()
+            present_all = counts > 0
+            adjusted = sums / counts.clamp(min=1)
+            if self.adjustment:
+                adjusted = adjusted + self.adjustment / self.group_counts.clamp(min=1).sqrt()
+            step = torch.where(present_all, self.step_size * adjusted, torch.zeros_like(adjusted))
+            q = self.q * torch.exp(step)
+            self.q = q / q.sum()
+        return (self.q.to(group_loss) * group_loss).sum()
+
+    def _stats(self, losses: Tensor, groups: Tensor) -> Tensor:
+        """(2, G): per-group loss sums and counts of this batch."""
         groups = groups.to(losses.device).long()
         if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= self.num_groups):
-            raise ValueError(f"group ids must lie in [0, {self.num_groups}), got {groups.unique().tolist()}")
+            raise ValueError(
+                f"group ids must lie in [0, {self.num_groups}), got {groups.unique().tolist()}; "
+                "every example needs a class label and an attribute"
+            )
         sums = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(
             0, groups, losses
         )
         counts = torch.bincount(groups, minlength=self.num_groups).to(losses.dtype)
-        return sums / counts.clamp(min=1), counts > 0
-
-    def loss(self, losses: Tensor, groups: Tensor, update: bool = True) -> Tensor:
-        """Robust loss of one batch; updates ``q`` when ``update`` (training steps only)."""
-        group_loss, present = self.group_losses(losses, groups)
-        if update:
-            adjusted = group_loss.detach().double().cpu()
-            if self.adjustment:
-                adjusted = adjusted + self.adjustment / self.group_counts.clamp(min=1).sqrt()
-            step = torch.where(present.cpu(), self.step_size * adjusted, torch.zeros_like(adjusted))
-            q = self.q * torch.exp(step)
-            self.q = q / q.sum()
-        return (self.q.to(group_loss) * group_loss).sum()
+        return torch.stack([sums, counts])
 
     def state_dict(self) -> dict[str, list[float]]:
         return {"q": self.q.tolist()}

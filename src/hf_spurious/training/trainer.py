@@ -163,6 +163,10 @@ class SpuriousAwareTrainer(Trainer):
             raise ValueError(
                 "task='classification' needs class_names (e.g. --class_names landbird waterbird)"
             )
+        if args.objective == "group_dro" and args.clip_weight == 0 and args.class_weight == 0:
+            raise ValueError(
+                "objective='group_dro' reweights per-example losses: set clip_weight or class_weight > 0"
+            )
         if args.objective == "group_dro" and self.task != "classification":
             raise ValueError("objective='group_dro' needs task='classification' (groups = class x attribute)")
         if self.task == "retrieval":
@@ -443,7 +447,10 @@ class SpuriousAwareTrainer(Trainer):
         if per_example is None:
             loss = out["logit_scale"].new_zeros(())
         elif self.dro is not None:
-            loss = self.dro.loss(per_example, inputs["groups"], update=mode == "train")
+            reduce = (
+                (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
+            )
+            loss = self.dro.loss(per_example, inputs["groups"], update=mode == "train", all_reduce=reduce)
         else:
             loss = per_example.mean()
         for name, value in terms.items():
