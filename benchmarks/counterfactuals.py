@@ -34,7 +34,12 @@ from hf_spurious.synthesis.generator import (
     read_image,
 )
 
-CLASSES = [("dog", "a brown dog"), ("frisbee", "a red frisbee"), ("bench", "a park bench"), ("person", "a man")]
+CLASSES = [
+    ("dog", "a brown dog"),
+    ("frisbee", "a red frisbee"),
+    ("bench", "a park bench"),
+    ("person", "a man"),
+]
 
 
 def make_images(n: int, out: Path, w: int = 640, h: int = 480) -> list[SceneRecord]:
@@ -62,7 +67,13 @@ def make_images(n: int, out: Path, w: int = 640, h: int = 480) -> list[SceneReco
         ]
         records.append(
             SceneRecord.build(
-                image_id=i + 1, image_path=str(path), width=w, height=h, objects=objects, captions=captions, split="test"
+                image_id=i + 1,
+                image_path=str(path),
+                width=w,
+                height=h,
+                objects=objects,
+                captions=captions,
+                split="test",
             )
         )
     return records
@@ -89,7 +100,13 @@ def run_method(records, spec: str, workers: int, work: Path, text_side: TextSide
 
     def go():
         result["r"] = generate_counterfactuals(
-            records, settings, work, process_index=0, num_processes=1, show_progress=False, text_side=text_side
+            records,
+            settings,
+            work,
+            process_index=0,
+            num_processes=1,
+            show_progress=False,
+            text_side=text_side,
         )
 
     wall, cpu = timed(go)
@@ -102,7 +119,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=120, help="number of 640x480 images")
     parser.add_argument("--workers", type=int, default=2, help="threads (decode, fill, encode)")
     parser.add_argument("--methods", nargs="+", default=["opencv:telea", "opencv:ns", "zero", "mean", "blur"])
-    parser.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only, do not update docs/benchmarks.md"
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_cf_"))
@@ -116,7 +135,9 @@ def main() -> None:
         rows.append(("decode + PNG encode only (baseline)", args.n, b_wall, b_cpu))
         for spec in args.methods:
             r = run_method(records, spec, args.workers, tmp / f"work_{spec.replace(':', '_')}", text_side)
-            rows.append((f"`{spec}` full pipeline ({r['eligible']} written)", r["images"], r["wall"], r["cpu"]))
+            rows.append(
+                (f"`{spec}` full pipeline ({r['eligible']} written)", r["images"], r["wall"], r["cpu"])
+            )
             print(f"{spec}: {r['images'] / r['wall']:.1f} img/s wall, {r['images'] / r['cpu']:.1f} img/CPU-s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

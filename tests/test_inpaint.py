@@ -157,7 +157,9 @@ def test_cropped_fills_equal_whole_image_reference(spec):
             mask[r : r + rng.integers(2, 30), c : c + rng.integers(2, 30)] = True
         m8 = mask.astype(np.uint8) * 255
         if spec == "blur":
-            reference = cv2.GaussianBlur(image, (2 * math.ceil(3 * 2.0) + 1,) * 2, 2.0, 2.0, borderType=cv2.BORDER_REFLECT)
+            reference = cv2.GaussianBlur(
+                image, (2 * math.ceil(3 * 2.0) + 1,) * 2, 2.0, 2.0, borderType=cv2.BORDER_REFLECT
+            )
             got = get_inpainter("blur", sigma=2.0).inpaint([image], [mask])[0]
         else:
             flag = cv2.INPAINT_TELEA if spec.endswith("telea") else cv2.INPAINT_NS

@@ -100,7 +100,7 @@ class OpenCVInpainter(Inpainter):
 
         # cv2.inpaint is local (fast marching, neighbourhood = radius): working on the mask's box plus a
         # margin gives the same pixels as the whole image, much faster on large images.
-        r0, c0, r1, c1 = _mask_box(mask, margin=int(math.ceil(self.radius)) + 2)
+        r0, c0, r1, c1 = _mask_box(mask, margin=2 * math.ceil(self.radius) + 2)
         out = image.copy()
         roi = np.ascontiguousarray(image[r0:r1, c0:c1])
         m = mask[r0:r1, c0:c1].astype(np.uint8) * 255
@@ -148,7 +148,11 @@ class BlurFill(Inpainter):
         r0, c0, r1, c1 = _mask_box(mask, margin=k // 2)
         out = image.copy()
         blurred = cv2.GaussianBlur(
-            np.ascontiguousarray(image[r0:r1, c0:c1]), (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+            np.ascontiguousarray(image[r0:r1, c0:c1]),
+            (k, k),
+            sigmaX=sigma,
+            sigmaY=sigma,
+            borderType=cv2.BORDER_REFLECT,
         )
         out[r0:r1, c0:c1] = blurred
         return out
