@@ -337,3 +337,58 @@ def test_quick_demo_report_files(quick_demo):
     # every claim in results.json is in the report
     for check in results["checks"]:
         assert check["claim"] in md
+
+
+# ------------------------------------------------------------------------------------------ demo helpers
+
+
+def test_caption_words_hand_worked():
+    from hf_spurious.demo.retrieval import caption_words
+
+    assert caption_words(["A dog, two Frisbees!", "a stop light 3x"]) == [
+        "a",
+        "dog",
+        "frisbees",
+        "light",
+        "stop",
+        "two",
+        "x",
+    ]
+
+
+def test_random_caption_images_is_seeded_and_faithful():
+    from types import SimpleNamespace
+
+    from hf_spurious.demo.retrieval import RandomCaptionImages
+
+    records = [
+        SimpleNamespace(image_path=f"/img/{i}.png", captions=[f"c{i}-{j}" for j in range(5)])
+        for i in range(4)
+    ]
+    a, b, c = (RandomCaptionImages(records, s) for s in (3, 3, 4))
+    seq_a = [a[i % 4]["caption"] for i in range(40)]
+    assert seq_a == [b[i % 4]["caption"] for i in range(40)]
+    assert seq_a != [c[i % 4]["caption"] for i in range(40)]
+    for i in range(40):
+        row = a[i % 4]
+        assert row["caption"].startswith(f"c{i % 4}-") and row["image"] == f"/img/{i % 4}.png"
+        assert row["is_counterfactual"] is False
+    assert len({x for x in seq_a}) > 4  # more than one caption per image gets drawn
+
+
+def test_paired_query_sets_keeps_common_queries_in_order():
+    import datasets
+
+    from hf_spurious.demo.retrieval import paired_query_sets
+
+    inp = datasets.Dataset.from_dict(
+        {
+            "source_image_id": ["1", "2", "3", "4"],
+            "removed_classes": [["dog"], ["bird"], ["car", "person"], ["kite"]],
+        }
+    )
+    ora = datasets.Dataset.from_dict(
+        {"source_image_id": ["3", "1", "4"], "removed_classes": [["person", "car"], ["dog"], ["bench"]]}
+    )
+    ia, ib = paired_query_sets(inp, ora)
+    assert ia == [0, 2] and ib == [1, 0]  # image 2 missing from oracle, image 4 removed a different class

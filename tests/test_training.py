@@ -226,6 +226,17 @@ def test_projection_policy_changes_only_projections_and_logit_scale(clip_dir, tm
     assert tr.state.log_history[-1]["train_loss"] is not None
 
 
+def test_train_text_embeddings_adds_the_codes_extra_text_parameters(clip_dir, tmp_path):
+    tr = _trainer(clip_dir, _args(tmp_path, freeze_policy="projection", train_text_embeddings=True))
+    assert not tr.args.cached
+    before = _params(tr)
+    tr.train()
+    changed = _changed(before, _params(tr))
+    extra = {n for n in changed if n.startswith(("text_model.embeddings.", "text_model.final_layer_norm."))}
+    assert "text_model.embeddings.token_embedding.weight" in extra
+    assert changed - extra == {"visual_projection.weight", "text_projection.weight", "logit_scale"}
+
+
 def test_full_policy_changes_encoders_too(clip_dir, tmp_path):
     tr = _trainer(clip_dir, _args(tmp_path, freeze_policy="full"))
     before = _params(tr)
@@ -634,3 +645,93 @@ def test_group_dro_all_reduce_uses_global_group_means():
     for dro, part in zip(halves, parts):
         dro.loss(*part, all_reduce=lambda _: total)
         torch.testing.assert_close(dro.q, whole.q)
+
+
+def _feature_world(counts: list[int], seed: int, dim: int) -> list[dict]:
+    """Pre-computed encoder features of a Waterbirds-like world: a noisy core feature (the label) on
+    axis 0 and a clean spurious feature (the attribute) on axis 1; group g = 2 * label + attribute."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g, n in enumerate(counts):
+        y, a = divmod(g, 2)
+        for _ in range(n):
+            f = rng.normal(0.0, 1.0, dim).astype(np.float32)
+            f[0] += 2 * y - 1
+            f[1] += 2.0 * (2 * a - 1)
+            rows.append({"image_features": f, "label": y, "attribute": a})
+    return rows
+
+
+def test_group_balanced_and_group_dro_beat_uniform_on_worst_group(clip_dir, tmp_path):
+    """95 % of train agrees (land/land, water/water): uniform ERM leans on the spurious axis; group-balanced
+    sampling and Group DRO (WILDS: balanced sampling, eta 0.01) do not. Observed (3 seeds): uniform 18-26,
+    balanced 66-74, DRO 66-72 worst-group on val; the test asks for a 25-point margin."""
+    dim = json.loads((Path(clip_dir) / "config.json").read_text())["vision_config"]["hidden_size"]
+    train, val = _feature_world([190, 10, 10, 190], 0, dim), _feature_world([50] * 4, 10, dim)
+    best = {}
+    for sampling, objective in (
+        ("uniform", "erm"),
+        ("group_balanced", "erm"),
+        ("group_balanced", "group_dro"),
+    ):
+        args = _args(
+            tmp_path / f"{sampling}-{objective}",
+            templates=TEMPLATES[:2],
+            sampling=sampling,
+            objective=objective,
+            max_steps=-1,
+            num_train_epochs=6,
+            per_device_train_batch_size=32,
+            learning_rate=5e-2,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            load_best_model_at_end=True,
+            save_total_limit=1,
+            logging_steps=50,
+        )
+        tr = _trainer(clip_dir, args, train=train, eval_rows=val)
+        tr.train()
+        best[(sampling, objective)] = tr.state.best_metric
+    uniform = best[("uniform", "erm")]
+    assert best[("group_balanced", "erm")] >= uniform + 25, best
+    assert best[("group_balanced", "group_dro")] >= uniform + 25, best
+
+
+def test_push_to_hub_uploads_model_processor_and_tagged_card(clip_dir, tmp_path, monkeypatch):
+    """push_to_hub behaviour, with the Hub client replaced by a recorder (no network here)."""
+    import transformers.trainer as trainer_module
+
+    uploaded: dict = {}
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            return type("Url", (), {"repo_id": f"me/{repo_id}"})()
+
+        def upload_folder(self, repo_id, folder_path, **kw):
+            uploaded["repo"] = repo_id
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+
+    monkeypatch.setattr(trainer_module, "hf_api", lambda *a, **k: FakeApi())
+    tr = _trainer(clip_dir, _args(tmp_path, max_steps=1, push_to_hub=True, hub_model_id="tiny-spurious"))
+    tr.train()
+    tr.push_to_hub()
+    assert uploaded["repo"] == "me/tiny-spurious"
+    assert {"model.safetensors", "config.json", "README.md"} <= set(uploaded["files"])
+    assert "hf-spurious" in uploaded["card"] and "spurious-correlations" in uploaded["card"]
+
+
+def test_lora_checkpoint_resume_restores_adapter_weights(clip_dir, tmp_path):
+    kw = dict(freeze_policy="lora", max_steps=4, save_strategy="steps", save_steps=2)
+    full = _trainer(clip_dir, _args(tmp_path / "full", **kw))
+    full.train()
+    part = _trainer(clip_dir, _args(tmp_path / "part", **kw))
+    part.train()
+    ckpt = tmp_path / "part" / "out" / "checkpoint-2"
+    assert (ckpt / "adapter_model.safetensors").exists()
+    resumed = _trainer(clip_dir, _args(tmp_path / "part", **kw))
+    resumed.train(resume_from_checkpoint=str(ckpt))
+    lora = {n: p for n, p in _params(full).items() if "lora_" in n}
+    assert lora
+    for name, value in lora.items():
+        torch.testing.assert_close(_params(resumed)[name], value, rtol=1e-5, atol=1e-6)

@@ -29,6 +29,7 @@ from hf_spurious.synthesis.generator import (
     SynthesisSettings,
     decorrelated_features,
     generate_counterfactuals,
+    shard_done,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,16 +118,23 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
         settings = prepare_settings(self._settings(), Path(data_dir))
         records = load_source_records(settings, data_dir)
         work = Path(self.config.work_dir) if self.config.work_dir else self._default_work_dir(settings)
-        result = generate_counterfactuals(
-            records, settings, work, manifest_extra={"source_dir": str(Path(data_dir).resolve())}
-        )
-        if not result.complete:
-            from accelerate import PartialState
+        from accelerate import PartialState
 
-            PartialState().wait_for_everyone()
-        missing = [f for f in result.shard_files if not f.exists()]
+        state = PartialState()  # under `accelerate launch`, each process writes its own shards
+        result = generate_counterfactuals(
+            records,
+            settings,
+            work,
+            process_index=state.process_index,
+            num_processes=state.num_processes,
+            manifest_extra={"source_dir": str(Path(data_dir).resolve())},
+        )
+        state.wait_for_everyone()
+        missing = [k for k in range(result.num_shards) if not shard_done(work, k)]
         if missing:
-            raise SynthesisError(f"{len(missing)} shards missing in {work}; rerun to resume")
+            raise SynthesisError(
+                f"{len(missing)} shards missing in {work} (e.g. {missing[:5]}); rerun to resume"
+            )
         self.generation_result = result
         split = _SPLIT_NAMES.get(settings.split, settings.split)
         return [

@@ -103,7 +103,9 @@ def export_parquet(
         "stats": stats or {},
         "dataset_info": _dataset_info(out / config_name, config_name, splits),
     }
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str))
+    (out / "provenance.json").write_text(
+        json.dumps(provenance, indent=1, default=str)
+    )  # key order matters to datasets
     card = render_card(
         provenance, template=card_template, pretty_name=pretty_name, default_config=default_config
     )

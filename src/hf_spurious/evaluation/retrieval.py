@@ -203,7 +203,7 @@ def evaluate_retrieval(
             "present_rule": present_rule,
             "normalizer": normalizer,
             "rerank_top_n": rerank_top_n,
-            "fingerprint": getattr(adapter, "fingerprint", None),
+            "fingerprint": opts.get("model_fingerprint"),
         },
     }
     if recall_pairs is not None:

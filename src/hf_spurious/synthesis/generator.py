@@ -221,7 +221,7 @@ class TextSide:
 
     @property
     def backend(self) -> str:
-        if self.settings.source == "flickr30k":
+        if self.annotated():
             return "flickr30k-entities annotations"
         return str(getattr(self.extractor, "backend", "unknown"))
 
@@ -657,9 +657,6 @@ def generate_counterfactuals(
                 f.unlink()
     if not mpath.exists() or json.loads(mpath.read_text()) != manifest:
         _atomic_write(mpath, lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True)))
-    for stale in (work / "shards").glob(".*.tmp-*"):
-        if stale.name.endswith(f"-{os.getpid()}") or process_index == 0:
-            stale.unlink(missing_ok=True)
 
     n_shards = manifest["num_shards"]
     mine = [k for k in range(n_shards) if k % num_processes == process_index and not shard_done(work, k)]
@@ -769,6 +766,8 @@ def merge_shards(
             size = 0
         groups[-1].append(path)
         size += nbytes
+    for stale in (work / "shards").glob(".*.tmp-*"):  # left by killed runs; every process has finished now
+        stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob(f"{split}-*-of-*.parquet"):
         old.unlink()

@@ -291,7 +291,8 @@ def plan_removal(
         rng: candidates are tried in a shuffled order drawn from this generator (or int seed);
             None tries them in sorted order. The first valid candidate wins.
         dilation: grow the returned mask by this many pixels (α rules use undilated regions).
-        segmentations: per-object COCO polygons; used instead of boxes when ``use_segmentation``.
+        segmentations: per-object COCO polygons; with ``use_segmentation`` they replace the boxes for the
+            α rules and the mask (objects without a polygon keep their box). The paper uses boxes.
     """
     return explain_removal(
         boxes_xywh,

@@ -22,6 +22,7 @@ _EXPORTS = {
     "prompt_features": "hf_spurious.training.features",
     "classification_rows": "hf_spurious.training.data",
     "retrieval_rows": "hf_spurious.training.data",
+    "counterfactual_rows": "hf_spurious.training.data",
 }
 
 __all__ = sorted(_EXPORTS)

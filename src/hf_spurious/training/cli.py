@@ -188,7 +188,10 @@ def run(ns: argparse.Namespace) -> int:
     train, evaluation = load_data(ns, args.task)
     trainer = SpuriousAwareTrainer(ns.model, args, train_dataset=train, eval_dataset=evaluation)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    trainer.save_model()
+    if not args.push_to_hub:  # push_to_hub saves too (and writes the tagged model card)
+        trainer.save_model()
+    if args.freeze_policy == "lora" and trainer.is_world_process_zero():  # also a plain, merged checkpoint
+        trainer.adapter.save_pretrained(Path(args.output_dir) / "merged", merge_lora=True)
     metrics = dict(result.metrics)
     if evaluation is not None:
         metrics.update(trainer.evaluate())
@@ -196,7 +199,7 @@ def run(ns: argparse.Namespace) -> int:
         Path(args.output_dir, "final_metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, default=float))
     if args.push_to_hub:
-        trainer.push_to_hub()
+        trainer.push_to_hub(finetuned_from=ns.model)
     return 0
 
 

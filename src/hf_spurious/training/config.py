@@ -42,20 +42,28 @@ class SpuriousTrainingArguments(TrainingArguments):
 
     > Parameters that control the prompts, the model and what is trained
 
-    templates, class_names, attribute_names, attribute_prompts, logit_scale_init, learn_logit_scale,
-    freeze_policy, lora_target_modules, lora_r, lora_alpha, use_cached_features, feature_cache_dir.
+    templates (`list[str]`, defaults to the 80 CLIP ImageNet templates of `hf_spurious.text.TEMPLATES`),
+    class_names, attribute_names (L_ls prompts), attribute_prompts (cross-entropy L_vs prompts).
+    logit_scale_init (`float`, *optional*): re-initialise the log logit scale s (τ = 1/exp(s); BLIP: temp);
+    learn_logit_scale (`bool`, defaults to `True`).
+    freeze_policy (`str`, defaults to `"projection"`): `"projection"` | `"full"` | `"lora"` (with
+        lora_target_modules, lora_r, lora_alpha); train_text_embeddings (the released code's extra text
+        parameters). use_cached_features (`bool`, *optional*, on by default under `"projection"`),
+        feature_cache_dir.
 
-    > Parameters that control sampling, the objective and model selection
+    > Parameters that control sampling, the objective, the schedule and model selection
 
-    sampling (`"uniform"` | `"group_balanced"`), objective (`"erm"` | `"group_dro"`), dro_step_size,
-    dro_generalization_adjustment, if_no_positives.
+    sampling (`"uniform"` | `"group_balanced"`), objective (`"erm"` | `"group_dro"`), dro_step_size (η,
+    0.01), dro_generalization_adjustment (C), if_no_positives (`"skip"` | `"raise"`),
+    lr_step_decay_every_epochs / lr_step_decay_factor (Kim et al.'s ×0.5 step decay).
 
     > [!NOTE]
     > Overridden [`~transformers.TrainingArguments`] defaults: `remove_unused_columns=False` (the collators
-    > need the raw columns), `report_to="none"`, `logging_steps=10`, `learning_rate=1e-5`, `save_only_model`
-    > unchanged; for `task="classification"`, `metric_for_best_model="worst_group_accuracy"` and
+    > need the raw columns), `logging_steps=10`, `learning_rate=1e-5` (`report_to="none"` is already the
+    > default); for `task="classification"`, `metric_for_best_model="worst_group_accuracy"` and
     > `greater_is_better=True` unless given (set `load_best_model_at_end=True` with matching eval/save
-    > strategies to keep the best-val-worst-group checkpoint, as the paper does).
+    > strategies to keep the best-val-worst-group checkpoint, as the paper does). Under the `"projection"`
+    > policy `ddp_find_unused_parameters` defaults to `False`.
     """
 
     # --- task and losses ---
@@ -178,6 +186,13 @@ class SpuriousTrainingArguments(TrainingArguments):
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    train_text_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train CLIP's text token/position embeddings and final layer norm, as the released "
+            "code does under --freeze_language (spec §3.B.6). Turns cached features off."
+        },
+    )
     use_cached_features: bool | None = field(
         default=None,
         metadata={
@@ -261,6 +276,8 @@ class SpuriousTrainingArguments(TrainingArguments):
             raise ValueError(
                 "spurious_form='cross_entropy' needs attribute_prompts (e.g. 'bird on land' 'bird on water')"
             )
+        if self.use_cached_features and self.train_text_embeddings:
+            raise ValueError("train_text_embeddings changes the text features: set use_cached_features=False")
         if self.use_cached_features and self.freeze_policy != "projection":
             raise ValueError("use_cached_features needs frozen encoders: set freeze_policy='projection'")
         super().__post_init__()
@@ -269,5 +286,5 @@ class SpuriousTrainingArguments(TrainingArguments):
     def cached(self) -> bool:
         """Whether training runs on cached features (the default under the 'projection' policy)."""
         if self.use_cached_features is None:
-            return self.freeze_policy == "projection"
+            return self.freeze_policy == "projection" and not self.train_text_embeddings
         return bool(self.use_cached_features)

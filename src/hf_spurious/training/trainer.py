@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import EvalPrediction, Trainer
+from transformers.utils import logging
 
 from hf_spurious import losses as L
 
@@ -22,6 +24,7 @@ from .config import SpuriousTrainingArguments
 from .group_dro import GroupDRO
 from .samplers import GroupBalancedSampler
 
+logger = logging.get_logger(__name__)
 DRO_STATE = "group_dro.json"
 TERMS = ("clip", "class_ce", "image_class", "text_class", "image_spurious", "text_spurious", "itm")
 
@@ -125,7 +128,21 @@ class SpuriousAwareTrainer(Trainer):
 
     ``model`` is a model id / directory (loaded with :func:`hf_spurious.models.load_adapter`), a Hugging
     Face model, or an adapter. Freezing follows ``args.freeze_policy``; with ``projection`` and
-    ``use_cached_features`` (the default) the datasets are replaced by cached frozen features.
+    ``use_cached_features`` (the default) the datasets are replaced by cached frozen features (the same
+    losses on the same batches: the loss trajectory matches uncached training to float32 round-off,
+    rtol 1e-5 in the tests; features are computed in eval mode, which only matters for encoders with
+    dropout, off in CLIP / BLIP by default).
+
+    Datasets: a ``datasets.Dataset`` or a list of dict rows. Classification rows: ``image``, ``label``,
+    ``attribute`` (optional unless an attribute loss, group-balanced sampling or Group DRO needs it),
+    optional ``group``. Retrieval rows: ``image``, ``caption``, optional ``is_counterfactual`` (D′) and
+    ``image_id`` (eval Recall@K; captions of one image are not ITM negatives). Rows may instead carry
+    pre-computed ``image_features`` (/ ``text_features``).
+
+    Logged per logging step (mean over the steps; ``eval_`` prefix in evaluation): ``<term>_loss`` for
+    every active term, ``skipped_<term>`` when a contrastive term had no positive pair in some batches
+    (``if_no_positives="skip"``), and ``dro_q_<g>`` (Group DRO weights). A non-finite loss raises
+    ``FloatingPointError`` naming the terms.
     """
 
     _tag_names = ["hf-spurious", "spurious-correlations", "vision-language"]
@@ -172,6 +189,16 @@ class SpuriousAwareTrainer(Trainer):
         if self.task == "retrieval":
             train_dataset = _with_image_index(train_dataset) if train_dataset is not None else None
             eval_dataset = _with_image_index(eval_dataset) if eval_dataset is not None else None
+        if (
+            args.cached
+            and args.task == "retrieval"
+            and args.itm_weight > 0
+            and getattr(self.adapter, "has_itm", False)
+        ):
+            logger.warning(
+                "BLIP's ITM loss needs raw images (cross-attention), so it is off with cached features; "
+                "use freeze_policy='full' or 'lora' to train with ITM"
+            )
         if args.cached:
             cache_dir = args.feature_cache_dir or os.path.join(args.output_dir, "feature_cache")
             train_dataset, eval_dataset = self._cache(
@@ -197,6 +224,13 @@ class SpuriousAwareTrainer(Trainer):
             compute_metrics = (
                 self._group_metrics if self.task == "classification" else self._retrieval_metrics
             )
+        if train_group_counts is None and self.task == "classification" and train_dataset is not None:
+            try:  # weights of the adjusted average accuracy (spec §2.6)
+                groups = self.train_groups or dataset_groups(train_dataset, self.num_attributes)
+                n_groups = len(args.class_names) * self.num_attributes
+                train_group_counts = np.bincount(groups, minlength=n_groups).tolist()
+            except ValueError:
+                train_group_counts = None
         self.train_group_counts = train_group_counts
         self._metrics: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
         self._prompt_inputs = self._build_prompts(args, processing_class)
@@ -236,8 +270,6 @@ class SpuriousAwareTrainer(Trainer):
             "policy": args.freeze_policy,
             "lora_target_modules": args.lora_target_modules,
         }
-        import inspect
-
         params = inspect.signature(apply_freezing).parameters
         for name in ("lora_r", "lora_alpha"):
             if name in params:
@@ -245,6 +277,16 @@ class SpuriousAwareTrainer(Trainer):
         result = apply_freezing(adapter, **kwargs)
         if hasattr(result, "project_images"):
             adapter = result
+        else:
+            logger.info(f"freezing: {result}")
+        if args.train_text_embeddings:
+            text = getattr(adapter.base_model, "text_model", None)
+            if text is None or not hasattr(text, "embeddings") or not hasattr(text, "final_layer_norm"):
+                raise ValueError(
+                    "train_text_embeddings needs a CLIP-shaped text tower (text_model.embeddings)"
+                )
+            text.embeddings.requires_grad_(True)
+            text.final_layer_norm.requires_grad_(True)
         if not args.learn_logit_scale:
             for p in (adapter.logit_scale, getattr(adapter, "temp", None)):
                 if isinstance(p, nn.Parameter):
@@ -267,9 +309,7 @@ class SpuriousAwareTrainer(Trainer):
         out = []
         with args.main_process_first(desc="feature cache"):
             for ds in datasets_:
-                if ds is None or (len(ds) and "image_features" in ds[0]):
-                    out.append(ds)
-                elif isinstance(ds, dict):
+                if isinstance(ds, dict):
                     out.append(
                         {
                             k: cache_features(
@@ -278,6 +318,8 @@ class SpuriousAwareTrainer(Trainer):
                             for k, v in ds.items()
                         }
                     )
+                elif ds is None or (len(ds) and "image_features" in ds[0]):
+                    out.append(ds)
                 else:
                     out.append(
                         cache_features(
