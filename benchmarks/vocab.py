@@ -15,10 +15,32 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hf_spurious.text import PhraseExtractor, caption_class_matrix  # noqa: E402
-from hf_spurious.vocab import load_vocabulary  # noqa: E402
+from hf_spurious.text import PhraseExtractor, caption_class_matrix
+from hf_spurious.vocab import load_vocabulary
 
-FILL = "a an the on of with in near sitting standing next to two large small white black red is are while".split()
+FILL = [
+    "a",
+    "an",
+    "the",
+    "on",
+    "of",
+    "with",
+    "in",
+    "near",
+    "sitting",
+    "standing",
+    "next",
+    "to",
+    "two",
+    "large",
+    "small",
+    "white",
+    "black",
+    "red",
+    "is",
+    "are",
+    "while",
+]
 
 
 def synthetic_captions(n: int, seed: int = 0) -> list[str]:
@@ -45,7 +67,9 @@ def timed(fn):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=616_767)
-    ap.add_argument("--spacy", type=int, default=5000, help="captions for the spaCy noun-chunk line (0: skip)")
+    ap.add_argument(
+        "--spacy", type=int, default=5000, help="captions for the spaCy noun-chunk line (0: skip)"
+    )
     ap.add_argument("--write", action="store_true", help="write the section of docs/benchmarks.md")
     args = ap.parse_args()
     voc = load_vocabulary("coco")

@@ -198,8 +198,7 @@ def test_partner_policy_and_oracle_builder(shapes_world, test_records, tmp_path)
         data_dir=str(shapes_world),
         config_name="test_partner_oracle",
         cache_dir=str(tmp_path / "c"),
-        dilation=1,
-    )  # the world draws some glyphs up to 1 px outside their annotated boxes: a 1 px dilation covers them
+    )
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
     assert len(ds) > 0 and ds.features["image"].__class__.__name__ == "Image"

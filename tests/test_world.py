@@ -562,3 +562,25 @@ def test_cli_set_overrides_any_field_and_reports_bad_values(tmp_path: Path, caps
     assert "p_partner must be in [0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="FIELD one of"):
         main([*args, "--set", "bogus=1"])
+
+
+def test_annotated_boxes_hold_every_drawn_pixel(shapes_world):
+    """Each object's pixels (fill and outline, drawn alone) lie inside its COCO box."""
+    from hf_spurious.data._draw import outline_mask
+    from hf_spurious.data.world import load_world, object_mask
+
+    world = load_world(shapes_world)
+    instances = json.loads((shapes_world / "annotations" / "instances_test.json").read_text())
+    boxes: dict[int, list] = {}
+    for ann in instances["annotations"]:
+        boxes.setdefault(ann["image_id"], []).append(ann["bbox"])
+    checked = 0
+    for image_id in world.image_ids("test"):
+        scene = world.scene("test", image_id)
+        for obj, (x, y, w, h) in zip(scene.objects, boxes[image_id], strict=True):
+            drawn = object_mask(obj, scene.size) | outline_mask(obj.outer, obj.inner, scene.size)
+            rows, cols = np.nonzero(drawn)
+            assert cols.min() >= np.floor(x) and cols.max() + 1 <= np.ceil(x + w) + 1e-6
+            assert rows.min() >= np.floor(y) and rows.max() + 1 <= np.ceil(y + h) + 1e-6
+            checked += 1
+    assert checked > 30

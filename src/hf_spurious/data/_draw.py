@@ -209,10 +209,16 @@ def draw_glyph(
     if outline is not None:
         polys = [_fixed(outer)] + ([] if inner is None else [_fixed(inner)])
         cv2.polylines(img, polys, True, tuple(int(c) for c in outline), 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        edge = np.zeros(mask.shape, np.uint8)
-        cv2.polylines(edge, polys, True, 1, 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        mask = mask | edge.astype(bool)
+        mask = mask | outline_mask(outer, inner, size)
     return mask
+
+
+def outline_mask(outer: np.ndarray, inner: np.ndarray | None, size: int) -> np.ndarray:
+    """Boolean (size, size) mask of the 1-px outline ``draw_glyph`` paints around a polygon (and its hole)."""
+    polys = [_fixed(outer)] + ([] if inner is None else [_fixed(inner)])
+    edge = np.zeros((size, size), np.uint8)
+    cv2.polylines(edge, polys, True, 1, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    return edge.astype(bool)
 
 
 def polygon_area(points: np.ndarray) -> float:

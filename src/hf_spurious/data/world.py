@@ -30,7 +30,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._draw import SHAPES, draw_background, draw_glyph, encode_png, place_polygon, polygon_area, polygon_mask
+from ._draw import (
+    SHAPES,
+    draw_background,
+    draw_glyph,
+    encode_png,
+    outline_mask,
+    place_polygon,
+    polygon_area,
+    polygon_mask,
+)
 from ._grammar import NOUNS, CaptionSettings, make_caption
 
 SPLITS = ("train", "val", "test")
@@ -533,6 +542,25 @@ def object_mask(obj: PlacedObject, size: int) -> np.ndarray:
     return polygon_mask(obj.outer, obj.inner, size)
 
 
+def annotation_box(obj: PlacedObject, size: int) -> list[float]:
+    """COCO box ``[x, y, w, h]`` holding every pixel drawn for ``obj`` (fill and outline), inside the image.
+
+    Pixel ``i`` covers ``[i, i + 1)``, so a box made of the polygon's extents alone can miss the last row
+    or column of the rasterised glyph; the box is the union of both.
+    """
+    x, y, w, h = obj.bbox
+    drawn = object_mask(obj, size)
+    if obj.outline:
+        drawn = drawn | outline_mask(obj.outer, obj.inner, size)
+    rows, cols = np.nonzero(drawn)
+    x0, y0, x1, y1 = x, y, x + w, y + h
+    if rows.size:
+        x0, y0 = min(x0, cols.min()), min(y0, rows.min())
+        x1, y1 = max(x1, cols.max() + 1.0), max(y1, rows.max() + 1.0)
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(size)), min(y1, float(size))
+    return [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2), round(float(y1 - y0), 2)]
+
+
 # ---------------------------------------------------------------------------------------------- world
 
 
@@ -715,14 +743,7 @@ def _write_retrieval(config: WorldConfig, out: Path) -> dict[str, Any]:
             (img_dir / file_name).write_bytes(encode_png(draw_scene(scene)))
             images.append({"id": image_id, "file_name": file_name, "width": scene.size, "height": scene.size})
             for obj in scene.objects:
-                x, y, w, h = obj.bbox
-                x0, y0 = max(x, 0.0), max(y, 0.0)
-                box = [
-                    round(x0, 2),
-                    round(y0, 2),
-                    round(min(x + w, scene.size) - x0, 2),
-                    round(min(y + h, scene.size) - y0, 2),
-                ]
+                box = annotation_box(obj, scene.size)
                 instances.append(
                     {
                         "id": ann_id,
