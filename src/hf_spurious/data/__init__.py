@@ -5,30 +5,25 @@ Names are imported lazily so that ``import hf_spurious.data`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_spurious._lazy import lazy_exports
 
 _LAZY = {
-    "read_coco": "readers",
-    "read_flickr30k": "readers",
-    "read_waterbirds": "readers",
-    "WorldConfig": "world",
-    "ClassificationWorldConfig": "world",
-    "generate_world": "world",
-    "load_world": "world",
-    "CocoDecorrelated": "builders",
-    "Flickr30kDecorrelated": "builders",
-    "ShapesDecorrelated": "builders",
-    "DecorrelatedConfig": "builders",
-    "build_gallery": "builders",
-    "export_parquet": "hub",
-    "push_decorrelated_to_hub": "hub",
+    "read_coco": ".readers",
+    "read_flickr30k": ".readers",
+    "read_waterbirds": ".readers",
+    "WorldConfig": ".world",
+    "ClassificationWorldConfig": ".world",
+    "generate_world": ".world",
+    "load_world": ".world",
+    "CocoDecorrelated": ".builders",
+    "Flickr30kDecorrelated": ".builders",
+    "ShapesDecorrelated": ".builders",
+    "DecorrelatedConfig": ".builders",
+    "build_gallery": ".builders",
+    "export_parquet": ".hub",
+    "push_decorrelated_to_hub": ".hub",
 }
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -5,8 +5,7 @@ Public names are imported lazily so that ``import hf_spurious.models.tiny`` stay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_spurious._lazy import lazy_exports
 
 _EXPORTS = {
     "VisionLanguageAdapter": "hf_spurious.models.adapters",
@@ -23,12 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hf_spurious.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

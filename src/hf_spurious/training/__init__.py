@@ -3,8 +3,7 @@ Group DRO and cached frozen features."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_spurious._lazy import lazy_exports
 
 _EXPORTS = {
     "SpuriousTrainingArguments": "hf_spurious.training.config",
@@ -27,12 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hf_spurious.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
