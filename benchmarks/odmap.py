@@ -209,7 +209,7 @@ def _run_part(name: str, args: argparse.Namespace) -> dict:
         "seed",
     ):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    print(f"[odmap benchmark] part {name} ...", flush=True)
+    print(f"[odmap benchmark] part {name} ...", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

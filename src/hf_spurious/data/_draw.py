@@ -225,12 +225,3 @@ def polygon_area(points: np.ndarray) -> float:
     """Shoelace area of a simple polygon (N, 2)."""
     x, y = points[:, 0], points[:, 1]
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    """Deterministic PNG bytes (no metadata, fixed compression) of an RGB or grey uint8 array."""
-    arr = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from hf_spurious.images import encode_png
+
 from ._draw import (
     SHAPES,
     draw_background,
     draw_glyph,
-    encode_png,
     outline_mask,
     place_polygon,
     polygon_area,

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}",
             type=type(defaults[name]),
             default=None,
-            help=f"default {defaults[name]}",
+            help=f"full demo: {defaults[name]}; --quick: its preset%(default).0s",
         )
     parser.add_argument("--quiet", action="store_true", help="no step lines (progress bars still show)")
 

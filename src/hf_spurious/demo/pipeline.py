@@ -67,7 +67,7 @@ class DemoConfig:
     cls_batch_size: int = 128
     gradcam_images: int = 1200  # test images scored for AIoU (all of them by default)
     # calibration bands (classification zero-shot worst-group, retrieval gallery answerability)
-    zero_shot_worst_band: tuple[float, float] = (0.0, 50.0)
+    zero_shot_worst_band: tuple[float, float] = (10.0, 50.0)
     # report
     examples: int = 4
     quick: bool = False

@@ -48,15 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="model id or checkpoint folder (CLIP or BLIP retrieval)"
     )
-    parser.add_argument("--task", choices=("retrieval", "classification"), default="retrieval")
+    parser.add_argument(
+        "--task", choices=("retrieval", "classification"), default="retrieval", help="what to evaluate"
+    )
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma list; retrieval: odmap,recall; classification: group,aiou (default: all of the task's)",
+        help="comma list; retrieval: odmap,recall; classification: group,aiou (None: all of the task's)",
     )
     parser.add_argument("--out", default="evaluation_results", help="output folder")
     parser.add_argument("--split", default="test", help="split to evaluate")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="images / captions per forward pass")
     parser.add_argument(
         "--cache-dir", default=None, help="embedding / class-matrix cache folder (default: <out>/cache)"
     )

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_spurious.images import ImageReadError, encode_png, read_rgb_array
 from hf_spurious.records import Phrase, SceneRecord
 from hf_spurious.synthesis import planner
 
@@ -290,31 +291,6 @@ class TextSide:
 # ------------------------------------------------------------------------------------- image side
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 HxWx3; raises :class:`SynthesisError` naming the file when it cannot be decoded."""
-    import cv2
-
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as err:
-        raise SynthesisError(f"cannot read image file {path}: {err}") from err
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise SynthesisError(f"cannot decode image file {path} (empty or corrupt); replace or remove it")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Lossless, deterministic PNG bytes of an RGB (HxWx3) or grey (HxW) uint8 array."""
-    import cv2
-
-    arr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise SynthesisError("PNG encoding failed")
-    return buf.tobytes()
-
-
 # ------------------------------------------------------------------------------------ one shard
 
 
@@ -499,10 +475,10 @@ def _run_shard(
 def _load(job: _Job, settings: SynthesisSettings) -> tuple[np.ndarray | None, str | None]:
     rec = job.record
     try:
-        img = read_image(rec.image_path)
-    except SynthesisError as err:
+        img = read_rgb_array(rec.image_path, where=f"image {rec.image_id!r}")
+    except ImageReadError as err:
         if settings.on_error == "raise":
-            raise SynthesisError(f"image {rec.image_id!r}: {err} (or pass on_error='skip')") from err
+            raise SynthesisError(f"{err} (or pass on_error='skip')") from err
         logger.warning("skipping image %s: %s", rec.image_id, err)
         return None, UNREADABLE_IMAGE
     if img.shape[:2] != (rec.height, rec.width):

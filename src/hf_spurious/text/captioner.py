@@ -10,25 +10,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from PIL import Image
+from hf_spurious.images import load_rgb
 
 TASK = "image-text-to-text"
-
-
-def _to_pil(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8:
-        return Image.fromarray(arr[..., :3])
-    raise TypeError(
-        f"cannot caption an object of type {type(image).__name__} with shape {getattr(arr, 'shape', None)}; "
-        "pass a PIL image, a file path or an HxWx3 uint8 array"
-    )
 
 
 class Captioner:
@@ -66,7 +50,7 @@ class Captioner:
 
     def caption(self, images: Sequence[Any]) -> list[str]:
         """One caption per image, in order."""
-        pil = [_to_pil(im) for im in images]
+        pil = [load_rgb(im, f"image {i}") for i, im in enumerate(images)]
         if not pil:
             return []
         out = self.pipe(

@@ -12,7 +12,6 @@ _EXPORTS = {
     "dataset_groups": "hf_spurious.training.trainer",
     "RetrievalCollator": "hf_spurious.training.collators",
     "ClassificationCollator": "hf_spurious.training.collators",
-    "load_image": "hf_spurious.training.collators",
     "GroupBalancedSampler": "hf_spurious.training.samplers",
     "group_weights": "hf_spurious.training.samplers",
     "GroupDRO": "hf_spurious.training.group_dro",

@@ -8,32 +8,16 @@ Rows that carry cached features (``image_features`` / ``text_features``, see
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+
+from hf_spurious.images import load_rgb
 
 MISSING = -1  # attribute value of an example without an attribute label
-
-
-def load_image(value: Any, where: str = "row") -> Image.Image:
-    """Open one image cell as an RGB PIL image."""
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
-        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
-    if isinstance(value, np.ndarray):
-        return Image.fromarray(value.astype(np.uint8)).convert("RGB")
-    if isinstance(value, (str, io.BytesIO)) or hasattr(value, "__fspath__"):
-        with Image.open(value) as im:
-            return im.convert("RGB")
-    raise TypeError(
-        f"{where}: cannot read an image from {type(value).__name__}; give a PIL image, path or array"
-    )
 
 
 def _stack(rows: Sequence[dict[str, Any]], key: str) -> torch.Tensor:
@@ -76,7 +60,7 @@ class RetrievalCollator:
         else:
             if self.processor is None:
                 raise ValueError("RetrievalCollator needs a processor for raw images and captions")
-            images = [load_image(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+            images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
             captions = [str(r[self.caption_key]) for r in rows]
             enc = self.processor(
                 images=images,
@@ -117,7 +101,7 @@ class ClassificationCollator:
         else:
             if self.processor is None:
                 raise ValueError("ClassificationCollator needs a processor for raw images")
-            images = [load_image(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+            images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
             out["pixel_values"] = self.processor(images=images, return_tensors="pt")["pixel_values"]
         labels = _int_column(rows, "label")
         attributes = _int_column(rows, "attribute", default=MISSING)
