@@ -332,6 +332,14 @@ def test_fingerprint_tracks_weights_and_preprocessing():
     assert load_adapter(model, proc).fingerprint != a.fingerprint
 
 
+def test_fingerprint_is_stable_across_tokenizer_calls():
+    adapter = load_adapter(*tiny.tiny_clip(seed=0))
+    before = adapter.fingerprint
+    adapter.embed_texts(TEXTS)  # tokenizing stores padding/truncation state in the backend tokenizer
+    adapter.tokenize(["a dog"])
+    assert adapter.fingerprint == before
+
+
 def test_blip_temperature_survives_save_and_trainer_style_save(blip, tmp_path):
     with torch.no_grad():
         blip.temp.fill_(0.031)

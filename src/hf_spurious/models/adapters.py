@@ -343,8 +343,9 @@ class VisionLanguageAdapter(nn.Module):
                 h.update(json.dumps(image_processor.to_dict(), sort_keys=True, default=str).encode())
             tok = getattr(self.processor, "tokenizer", None)
             backend = getattr(tok, "backend_tokenizer", None)
-            if backend is not None:
-                h.update(backend.to_str().encode())
+            if backend is not None:  # drop the call-time padding/truncation state the tokenizer stores
+                spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+                h.update(json.dumps(spec, sort_keys=True).encode())
         for name, tensor in sorted(self.base_model.state_dict().items()):
             t = tensor.detach().cpu().contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
