@@ -121,7 +121,7 @@ class SceneRecord:
         source: str = "",
     ) -> SceneRecord:
         """Validate raw annotations into a record: boxes fitted per ``box_policy``, classes checked."""
-        where = f"image {image_id!r}"
+        where = f"image {str(image_id)!r}"
         known = None if known_classes is None else frozenset(known_classes)
         fitted = []
         for obj in objects:
@@ -151,6 +151,22 @@ class SceneRecord:
         return frozenset(o.category for o in self.objects)
 
 
+def group_id(label: int, attribute: int, num_attributes: int) -> int:
+    """Group of a (class, spurious attribute) pair: ``label * num_attributes + attribute``.
+
+    Waterbirds (two places): 0 landbird/land, 1 landbird/water, 2 waterbird/land, 3 waterbird/water.
+    Raises ``ValueError`` for a negative label or an attribute outside ``[0, num_attributes)``.
+    """
+    label, attribute, num_attributes = int(label), int(attribute), int(num_attributes)
+    if num_attributes < 1:
+        raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
+    if label < 0:
+        raise ValueError(f"label {label} is negative; class ids start at 0")
+    if not 0 <= attribute < num_attributes:
+        raise ValueError(f"attribute {attribute} outside [0, {num_attributes}); check the attribute labels")
+    return label * num_attributes + attribute
+
+
 @dataclass(frozen=True)
 class ClassificationRecord:
     """A labelled image with a spurious attribute (Waterbirds, SpuriousShapes classification).
@@ -176,4 +192,4 @@ class ClassificationRecord:
             raise RecordError(
                 f"{where}: attribute {self.attribute} outside [0, {self.num_attributes}); check the metadata"
             )
-        object.__setattr__(self, "group", self.label * self.num_attributes + self.attribute)
+        object.__setattr__(self, "group", group_id(self.label, self.attribute, self.num_attributes))
