@@ -11,6 +11,7 @@ process CPU time are both reported: on a shared machine the CPU figure is the st
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -25,14 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_section
 
+from hf_spurious.images import encode_png, read_rgb_array
 from hf_spurious.records import SceneRecord
-from hf_spurious.synthesis.generator import (
-    SynthesisSettings,
-    TextSide,
-    encode_png,
-    generate_counterfactuals,
-    read_image,
-)
+from hf_spurious.synthesis.generator import SynthesisSettings, TextSide, generate_counterfactuals
 
 CLASSES = [
     ("dog", "a brown dog"),
@@ -88,7 +84,7 @@ def timed(fn) -> tuple[float, float]:
 def baseline(records: list[SceneRecord], workers: int) -> None:
     """Decode each JPEG and encode it as PNG (what every method has to do anyway)."""
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda r: encode_png(read_image(r.image_path)), records))
+        list(pool.map(lambda r: encode_png(read_rgb_array(r.image_path)), records))
 
 
 def run_method(records, spec: str, workers: int, work: Path, text_side: TextSide) -> dict:
@@ -114,6 +110,10 @@ def run_method(records, spec: str, workers: int, work: Path, text_side: TextSide
     return {"wall": wall, "cpu": cpu, "eligible": stats["eligible"], "images": stats["images"]}
 
 
+def _load(avg: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in avg)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=120, help="number of 640x480 images")
@@ -124,6 +124,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    # imports paid once per run (datasets/pyarrow for the shard writer), not inside the first timed method
+    import datasets  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench_cf_"))
     try:
         (tmp / "images").mkdir()
@@ -141,6 +146,7 @@ def main() -> None:
             print(f"{spec}: {r['images'] / r['wall']:.1f} img/s wall, {r['images'] / r['cpu']:.1f} img/CPU-s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    load_after = os.getloadavg()
     table = [
         "| path | images | wall s | images/s (wall) | images per CPU-second | 2-core capacity (images/s) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -152,8 +158,10 @@ def main() -> None:
         f"{args.workers} worker threads, everything included (planning, caption choice + NP removal, JPEG "
         "decode, inpainting, PNG encode of image and mask, parquet shards). Target: >= 15 images/s on 2 cores.\n\n"
         + "\n".join(table)
-        + "\n\nThe wall figure depends on the load of the shared machine; the CPU-second figure does not "
-        "(2-core capacity assumes both threads busy). Reproduce: `.venv/bin/python benchmarks/counterfactuals.py`."
+        + f"\n\nLoad average (1, 5, 15 min) of the shared machine: {_load(load_before)} before the run, "
+        f"{_load(load_after)} after it. The wall figure depends on that load (other jobs take CPU from the "
+        "2 threads); the CPU-second figure does not (2-core capacity assumes both threads busy). "
+        "Reproduce: `.venv/bin/python benchmarks/counterfactuals.py`."
     )
     print(md)
     if not args.no_write:

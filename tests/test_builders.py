@@ -291,6 +291,7 @@ def test_bad_inputs_are_counted_or_named(shapes_world, tmp_path):
         _record(4, good, two, ["Something green"]),  # no caption names any class
         _record(5, good, [((0, 0, 60, 60), "dog"), ((58, 58, 6, 6), "frisbee")], ["A big dog and a frisbee"]),
         _record(6, good, two, ["A dog with a frisbee"], w=70),  # annotation size != file size
+        _record(7, good, two, ["Frisbee!"]),  # the edit removes every word: ""
     ]
     settings = _settings(target_policy="partner", target_pairs=[("dog", "frisbee")], dilation=0)
     _run(records, settings, tmp_path / "w")
@@ -301,7 +302,9 @@ def test_bad_inputs_are_counted_or_named(shapes_world, tmp_path):
         "fewer_than_two_classes": 1,
         "no_caption_mentions_removed": 1,
         "image_size_mismatch": 1,
+        "edited_caption_empty": 1,
     }
+    assert stats["skipped_examples"]["edited_caption_empty"] == ["7"]
     assert stats["skipped_examples"]["unreadable_image"] == ["2"]
     # a mask that would cover everything is a counted skip
     _run(records[:1], _settings(dilation=64), tmp_path / "cover")
@@ -620,3 +623,123 @@ def test_segmentation_masks_in_the_generator(test_records, tmp_path):
         np.testing.assert_array_equal(image[~mask], source[~mask])
         assert (image[mask] == 0).all()
     assert smaller == len(rows)  # glyph polygons are never full rectangles here
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_an_empty_edited_caption_is_never_kept(split):
+    """np_removal can delete every word ("Frisbee!" -> ""); whatever the split, that is a counted skip."""
+    from hf_spurious.synthesis.generator import EDIT_EMPTY, TextSide
+
+    side = TextSide(_settings(split=split, spacy_model="lexical"))
+    edited = side.edit("Frisbee!", None, ("frisbee",), ("dog",), np.random.default_rng(0))
+    assert edited == ""
+    assert side.check(edited, ("frisbee",), ("dog",)) == EDIT_EMPTY
+    assert side.check("  ", ("frisbee",), ("dog",)) == EDIT_EMPTY
+    assert side.check("A dog on the grass", ("frisbee",), ("dog",)) is None
+
+
+def test_empty_generated_captions_are_counted(test_records, tmp_path):
+    """text_method="captioner": an image whose generated caption is empty is skipped and counted."""
+    from hf_spurious.synthesis.generator import EDIT_EMPTY, TextSide
+
+    settings = _settings(inpainter="zero", text_method="captioner", captioner="unused", max_images=16)
+
+    class EveryOtherEmpty(TextSide):
+        def caption_images(self, images):
+            return ["" if i % 2 else "a photo" for i in range(len(images))]
+
+    _run(test_records, settings, tmp_path / "w", text_side=EveryOtherEmpty(settings))
+    stats = collect_stats(tmp_path / "w")
+    rows = _rows(merge_shards(tmp_path / "w", tmp_path / "o"))
+    assert stats["skipped"][EDIT_EMPTY] > 0 and stats["eligible"] == len(rows) > 0
+    assert all(r["caption"] == "a photo" for r in rows)
+
+
+@pytest.mark.parametrize("source", ["coco", "flickr30k", "shapes"])
+def test_build_scripts_read_the_repo_id_from_the_package(source, tmp_path):
+    """build.sh has no hard-coded id: its REPO/OUT defaults follow hf_spurious.data.hub (and its org)."""
+    import os
+    import re
+
+    from hf_spurious.data.hub import DATASET_REPOS, dataset_repo_id
+
+    assert dataset_repo_id(source) == DATASET_REPOS[source]
+    with pytest.raises(ValueError, match="no dataset repo"):
+        dataset_repo_id("imagenet")
+    script = (
+        Path(__file__).parents[1] / "dataset_scripts" / f"{source}_decorrelated" / "build.sh"
+    ).read_text()
+    assignments = [line for line in script.splitlines() if re.match(r"(REPO|OUT)=", line)]
+    assert len(assignments) == 2 and not any(f"{source}_decorrelated" in line for line in assignments)
+    env = {
+        **os.environ,
+        "HF_SPURIOUS_HUB_ORG": "someorg",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    env.pop("REPO", None), env.pop("OUT", None)
+    code = "\n".join(["set -euo pipefail", *assignments, 'echo "$REPO $OUT"'])
+    got = subprocess.run(
+        ["bash", "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert got.stdout.split() == [f"someorg/{source}_decorrelated"] * 2
+    assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["../x", "..", ".", "a/b", ".hidden"])
+def test_unsafe_config_names_are_rejected_before_any_path_is_used(name, tmp_path, capsys):
+    import argparse
+
+    from hf_spurious.cli import main
+    from hf_spurious.synthesis import cli
+
+    out = tmp_path / "nest" / "out"
+    argv = ["--data-dir", str(tmp_path / "missing"), "--out", str(out), "--config-name", name]
+    with pytest.raises(SystemExit) as exc:
+        main(["counterfactuals", *argv])
+    assert exc.value.code == 2 and "config name" in capsys.readouterr().err
+    # a Namespace built in code (argparse type skipped) is validated first too: the missing data dir
+    # would otherwise be the error, and no directory is created
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(argv[:4])
+    args.config_name = name
+    with pytest.raises(ValueError, match="config name"):
+        cli.run(args)
+    assert not (tmp_path / "nest").exists() and not (tmp_path / "x").exists()
+    assert cli._config_name("test_partner") == "test_partner"
+
+
+def test_shard_writes_overlap_but_fail_loudly_and_resume(test_records, reference_run, tmp_path, monkeypatch):
+    """Shards are written by a background thread: a failed write surfaces, the run resumes to the same bytes,
+    and the PNG columns are stored without dictionary pages (they cost time and never pay off)."""
+    from hf_spurious.synthesis import generator
+
+    settings, _, ref_files = reference_run
+    real = generator._write_shard
+
+    def flaky(work, shard, rows, stats):
+        if shard == 1:
+            raise OSError("disk full")
+        real(work, shard, rows, stats)
+
+    monkeypatch.setattr(generator, "_write_shard", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        _run(test_records, settings, tmp_path / "w")
+    assert generator.shard_done(tmp_path / "w", 0) and not generator.shard_done(tmp_path / "w", 1)
+    monkeypatch.setattr(generator, "_write_shard", real)
+    _run(test_records, settings, tmp_path / "w")
+    files = merge_shards(tmp_path / "w", tmp_path / "o")
+    assert [f.read_bytes() for f in files] == [f.read_bytes() for f in ref_files]
+    meta = pq.ParquetFile(files[0]).metadata
+    for i in range(meta.num_columns):
+        col = meta.row_group(0).column(i)
+        dictionary = any("DICTIONARY" in e for e in col.encodings)
+        assert dictionary == (col.path_in_schema.split(".")[0] not in ("image", "mask")), col.path_in_schema
+
+
+def test_thread_count_does_not_change_the_bytes(test_records, reference_run, tmp_path):
+    """Decode -> fill -> encode run one image per pool task; 3 threads give the 1-thread bytes."""
+    settings, _, ref_files = reference_run
+    _run(test_records, SynthesisSettings(**{**settings.to_dict(), "num_workers": 3}), tmp_path / "w")
+    files = merge_shards(tmp_path / "w", tmp_path / "o")
+    assert [f.read_bytes() for f in files] == [f.read_bytes() for f in ref_files]

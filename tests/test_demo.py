@@ -392,3 +392,36 @@ def test_paired_query_sets_keeps_common_queries_in_order():
     )
     ia, ib = paired_query_sets(inp, ora)
     assert ia == [0, 2] and ib == [1, 0]  # image 2 missing from oracle, image 4 removed a different class
+
+
+def test_stratified_subset_hand_worked():
+    from types import SimpleNamespace
+
+    from hf_spurious.demo.classification import stratified_subset
+
+    recs = [SimpleNamespace(group=g, i=i) for i, g in enumerate([0, 0, 0, 1, 3, 3, 0])]
+    assert [r.i for r in stratified_subset(recs, 5)] == [0, 3, 4, 1, 5]
+    assert [r.i for r in stratified_subset(recs, 100)] == [0, 3, 4, 1, 5, 2, 6]
+    assert stratified_subset(recs, 0) == []
+
+
+def test_decode_images_keeps_pixels_and_feeds_random_caption_images(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from hf_spurious.demo.retrieval import RandomCaptionImages, decode_images
+
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2)]
+    paths = []
+    for i, arr in enumerate(pixels):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(arr).save(paths[-1])
+    decoded = decode_images([paths[0], Image.fromarray(pixels[1])])
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, pixels))
+    records = [SimpleNamespace(image_path=p, captions=["x"]) for p in paths]
+    ds = RandomCaptionImages(records, 0, decoded)
+    assert np.array_equal(ds[1]["image"], pixels[1])
+    with pytest.raises(ValueError, match="one per record"):
+        RandomCaptionImages(records, 0, decoded[:1])

@@ -166,3 +166,24 @@ def test_cropped_fills_equal_whole_image_reference(spec):
             reference = cv2.inpaint(image, m8, 3.0, flag)
             got = get_inpainter(spec, radius=3.0).inpaint([image], [mask])[0]
         np.testing.assert_array_equal(got[mask], reference[mask])
+
+
+def test_base_class_restores_every_unmasked_pixel_even_when_a_fill_changes_them():
+    """A fill that rewrites the whole image still leaves the unmasked pixels (the restore works on the mask's
+    box; scattered mask pixels widen that box) and puts its own pixels under the mask."""
+    from hf_spurious.synthesis.inpaint import Inpainter
+
+    class Noise(Inpainter):
+        spec = "noise"
+
+        def _fill(self, image, mask):
+            return np.random.default_rng(1).integers(0, 256, image.shape, dtype=np.uint8)
+
+    for seed in range(6):
+        image, mask = _scene(seed)
+        noise = Noise()._fill(image, mask)
+        out = Noise().inpaint([image], [mask])[0]
+        expected = np.where(mask[..., None], noise, image)  # naive reference, whole image
+        np.testing.assert_array_equal(out, expected)
+    empty = np.zeros(image.shape[:2], bool)
+    np.testing.assert_array_equal(Noise().inpaint([image], [empty])[0], image)

@@ -511,6 +511,50 @@ def test_group_accuracies_bad_input(args, message):
         group_accuracies([0], [0], [3], train_group_counts=[1, 2])
 
 
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 3)), min_size=1, max_size=40),
+    st.lists(st.integers(0, 50), min_size=4, max_size=6),
+    st.sampled_from(["list", "dict", "array", "tensor"]),
+)
+def test_group_accuracies_train_counts_as_mapping_or_sequence(rows, counts, kind):
+    pred, true, grp = (list(x) for x in zip(*rows))
+    if sum(counts[g] for g in set(grp)) == 0:
+        counts[grp[0]] = 1
+    given_counts = {
+        "list": list(counts),
+        "dict": {g: n for g, n in enumerate(counts)},
+        "array": np.asarray(counts),
+        "tensor": torch.tensor(counts),
+    }[kind]
+    res = group_accuracies(pred, true, grp, train_group_counts=given_counts)
+    _, adj, *_ = naive_groups(pred, true, grp, counts)
+    assert res["adjusted_average_accuracy"] == pytest.approx(adj)
+
+
+def test_group_accuracies_mapping_counts_hand_worked():
+    # groups 0, 3 present: 1/1 and 0/1 correct; weights 10 and 30 -> (100 * 10 + 0 * 30) / 40
+    res = group_accuracies([0, 0], [0, 1], [0, 3], train_group_counts={3: 30, 0: 10, 1: 5})
+    assert res["adjusted_average_accuracy"] == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({0: 10, 1: 5}, r"no count for evaluated group\(s\) \[3\]"),
+        ({0: 10, "3": 5}, "key '3' is not a group id"),
+        ({0: 10, 3: "5"}, r"`train_group_counts`\[3\] is '5' \(str\)"),
+        ({0: 10, 3: -1}, "non-negative"),
+        ("1234", "sequence of counts indexed by group id or a mapping"),
+        (7, "sequence of counts indexed by group id or a mapping"),
+        (["a", "b", "c", "d"], "sequence of numbers"),
+    ],
+)
+def test_group_accuracies_bad_train_counts_are_clear(counts, message):
+    with pytest.raises(ValueError, match=message):
+        group_accuracies([0, 0], [0, 1], [0, 3], train_group_counts=counts)
+
+
 # ----------------------------------------------------------------------------- discovery
 def naive_mi(x, y):
     n = len(x)

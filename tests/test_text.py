@@ -178,6 +178,98 @@ def test_remove_phrases_matches_word_deletion_reference(case, data):
     assert not re.search(r"\s[,.;:)]|^[,.;:]|\s{2}|\(\s", out)
 
 
+def test_dangling_conjunctions_hand_cases():
+    from hf_spurious.text.edit import dangling_conjunctions
+
+    cap = "A man and his dog play"
+    man, dog = (0, 5), (10, 17)
+    assert dangling_conjunctions(cap, [dog], [man]) == [(6, 10)]  # "and " up to the removed phrase
+    assert dangling_conjunctions(cap, [man], [dog]) == [(5, 9)]  # removed on the left: gap + "and"
+    assert dangling_conjunctions(cap, [], [man, dog]) == []  # nothing removed
+    cap = "A cat and a dog and a man"
+    cat, dog, man = (0, 5), (10, 15), (20, 25)
+    assert dangling_conjunctions(cap, [dog], [cat, man]) == []  # both still join "A cat" and "a man"
+    assert dangling_conjunctions(cap, [cat, dog], [man]) == [(5, 10), (15, 19)]  # -> "a man"
+    cap = "salt and pepper"  # a conjunction inside a phrase is never touched
+    assert dangling_conjunctions(cap, [(0, 15)], []) == []
+
+
+NPS = {
+    "dog": ["a dog", "his dog", "two dogs"],
+    "cat": ["the cat", "a kitten"],
+    "person": ["a man", "the woman"],
+}
+PLAIN = ["sitting", "green", "very", "while", "runs", "big"]
+CONJ = ["and", "or", "&", "but"]
+
+
+@st.composite
+def coordinated(draw):
+    """(tokens, removed): tokens are (kind, text, class) with kind np / conj / word, joined by spaces."""
+    tokens = []
+    for _ in range(draw(st.integers(2, 7))):
+        kind = draw(st.sampled_from(["np", "np", "conj", "word"]))
+        if kind == "np":
+            cls = draw(st.sampled_from(sorted(NPS)))
+            tokens.append(("np", draw(st.sampled_from(NPS[cls])), cls))
+        else:
+            tokens.append((kind, draw(st.sampled_from(CONJ if kind == "conj" else PLAIN)), None))
+    classes = sorted({c for k, _, c in tokens if k == "np"})
+    removed = draw(st.sets(st.sampled_from(classes), min_size=1)) if classes else set()
+    return tokens, removed
+
+
+def _reference_words(tokens, removed) -> list[str]:
+    """Naive token-level reference: drop removed NPs and conjunctions that joined two NPs (one removed)
+    without still sitting between two kept NPs; then tidy's rules: no conjunction at either end, no two in
+    a row."""
+    n = len(tokens)
+    gone = {i for i, (k, _, c) in enumerate(tokens) if k == "np" and c in removed}
+    is_np = [k == "np" for k, _, _ in tokens]
+    drop = set(gone)
+    for i, (k, _, _) in enumerate(tokens):
+        if k != "conj" or not (0 < i < n - 1 and is_np[i - 1] and is_np[i + 1]):
+            continue
+        if not ({i - 1, i + 1} & gone):
+            continue
+        j, m = i - 1, i + 1
+        while j >= 0 and (j in gone or tokens[j][0] == "conj"):  # conjunctions that meet merge into one
+            j -= 1
+        while m < n and (m in gone or tokens[m][0] == "conj"):
+            m += 1
+        if not (j >= 0 and is_np[j] and m < n and is_np[m]):
+            drop.add(i)
+    left = [t for i, t in enumerate(tokens) if i not in drop]
+    out = []
+    for t in left:
+        if t[0] == "conj" and (not out or out[-1][0] == "conj"):
+            continue
+        out.append(t)
+    while out and out[-1][0] == "conj":
+        out.pop()
+    return [w.lower() for t in out for w in re.findall(r"[^\W_]+|&", t[1])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=coordinated())
+def test_remove_phrases_conjunctions_match_token_reference(case):
+    tokens, removed = case
+    caption, phrases = "", []
+    for k, text, cls in tokens:
+        caption += ("" if not caption else " ") + text
+        start = len(caption) - len(text)
+        if k == "np":
+            phrases.append(Phrase(text, start, start + len(text), frozenset({cls})))
+    out = remove_phrases(caption, phrases, removed)
+    if not any(p.classes & removed for p in phrases):
+        assert out == caption
+        return
+    assert [w.lower() for w in re.findall(r"[^\W_]+|&", out)] == _reference_words(tokens, removed), (
+        caption,
+        out,
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=caption_and_removed())
 def test_np_removal_never_leaves_a_removed_mention(case, spacy_ex, lexical_ex):
@@ -230,6 +322,16 @@ def test_lexical_backend_paper_example_and_phrases(lexical_ex):
         ("A man and his dog.", {"dog"}, "A man."),
         ("A baby elephant next to a man", {"person"}, "A baby elephant next to"),
         ("A man eating a hot dog near a dog", {"dog"}, "A man eating a hot dog near"),
+        # a conjunction that no longer joins two noun phrases goes with the removed phrase
+        ("A man and his dog play frisbee", {"dog"}, "A man play frisbee"),
+        ("A man holding a dog and a frisbee", {"dog"}, "A man holding a frisbee"),
+        ("A dog and a cat while a man sits", {"dog", "cat"}, "While a man sits"),
+        ("A woman or a man and a dog on a bench", {"person"}, "A dog on a bench"),
+        # ... but not one that still joins two kept phrases, or one between other words
+        ("A cat, a dog and a frisbee on the grass", {"dog"}, "A cat, and a frisbee on the grass"),
+        ("A man sitting and a dog standing", {"dog"}, "A man sitting and standing"),
+        ("Two dogs fighting over a frisbee", {"frisbee"}, "Two dogs fighting over"),
+        ("Frisbee!", {"frisbee"}, ""),
     ],
 )
 def test_np_removal_hand_cases_both_backends(caption, removed, expected, spacy_ex, lexical_ex):

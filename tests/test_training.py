@@ -210,6 +210,154 @@ def test_collators_stack_exact_tensors(clip_dir):
     assert raw["input_ids"].shape[0] == 2 and raw["is_counterfactual"].tolist() == [True, False]
 
 
+# ----------------------------------------------------------------------------- one group-id rule
+def test_group_id_hand_worked_and_matches_naive():
+    from hf_spurious.records import ClassificationRecord, group_id
+
+    # Waterbirds: 0 landbird/land, 1 landbird/water, 2 waterbird/land, 3 waterbird/water
+    assert [group_id(y, a, 2) for y in (0, 1) for a in (0, 1)] == [0, 1, 2, 3]
+    assert group_id(2, 1, 3) == 7
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n_attr = int(rng.integers(1, 6))
+        y, a = int(rng.integers(0, 10)), int(rng.integers(0, n_attr))
+        naive = [(yy, aa) for yy in range(10) for aa in range(n_attr)].index((y, a))
+        assert group_id(y, a, n_attr) == naive
+        assert ClassificationRecord("i", "p.png", y, a, "train", num_attributes=n_attr).group == naive
+    for bad in [(0, 2, 2), (0, -1, 2), (-1, 0, 2), (0, 0, 0)]:
+        with pytest.raises(ValueError):
+            group_id(*bad)
+
+
+def test_collator_and_dataset_groups_use_records_group_id(monkeypatch):
+    import hf_spurious.training.collators as collators
+    import hf_spurious.training.trainer as trainer_module
+    from hf_spurious.records import group_id
+
+    calls = []
+
+    def spy(label, attribute, num_attributes):
+        calls.append((label, attribute, num_attributes))
+        return group_id(label, attribute, num_attributes)
+
+    monkeypatch.setattr(collators, "group_id", spy)
+    monkeypatch.setattr(trainer_module, "group_id", spy)
+    rows = [{"image_features": [0.0], "label": y, "attribute": a} for y, a in [(0, 2), (1, 0), (2, 1)]]
+    rows.append({"image_features": [0.0], "label": 1})  # no attribute -> MISSING, group_id not called
+    out = ClassificationCollator(num_attributes=3)(rows)
+    assert out["groups"].tolist() == [2, 3, 7, -1]
+    assert calls == [(0, 2, 3), (1, 0, 3), (2, 1, 3)]
+    calls.clear()
+    assert trainer_module.dataset_groups(rows[:3], 3) == [2, 3, 7]
+    assert calls == [(0, 2, 3), (1, 0, 3), (2, 1, 3)]
+    with pytest.raises(ValueError, match=r"example 1: attribute 5 outside \[0, 3\)"):
+        trainer_module.dataset_groups([rows[0], {"label": 0, "attribute": 5}], 3)
+
+
+def test_feature_cache_key_is_the_adapters_fingerprint(clip_dir):
+    from types import SimpleNamespace
+
+    from hf_spurious.models import load_adapter
+    from hf_spurious.training import features
+
+    rows = _rows(4)
+    key = features.features_fingerprint
+    a, b = SimpleNamespace(fingerprint="aaa"), SimpleNamespace(fingerprint="bbb")
+    assert key(a, rows, "classification") == key(SimpleNamespace(fingerprint="aaa"), rows, "classification")
+    assert key(a, rows, "classification") != key(b, rows, "classification")
+    adapter = load_adapter(str(clip_dir))
+    before = key(adapter, rows, "classification")
+    with torch.no_grad():
+        adapter.model.visual_projection.weight[0, 0] += 1.0
+    assert key(adapter, rows, "classification") != before  # a weight changed -> the adapter's fingerprint did
+    assert not hasattr(features, "_model_fingerprint")  # one fingerprint: the adapter's own
+
+
+# ----------------------------------------------------------------------------- D′ rows stay undecoded
+def test_counterfactual_rows_hold_undecoded_image_cells(clip_dir, monkeypatch):
+    import datasets
+    from PIL import Image as PILImage
+    from transformers import AutoProcessor
+
+    from hf_spurious.images import load_rgb
+    from hf_spurious.training.data import counterfactual_rows
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 255, (24, 24, 3), dtype=np.uint8) for _ in range(3)]
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [PILImage.fromarray(a) for a in arrays],
+            "mask": [PILImage.fromarray(np.zeros((24, 24), np.uint8)) for _ in arrays],
+            "edited_caption": ["a dog", "a cat", "a kite"],
+            "image_id": [5, 6, 7],
+        }
+    ).cast_column("image", datasets.Image())
+    assert ds.features["image"].decode and isinstance(ds[0]["image"], PILImage.Image)
+
+    def no_decoding(self, value, token_per_repo_id=None):
+        raise AssertionError("counterfactual_rows decoded an image")
+
+    monkeypatch.setattr(datasets.Image, "decode_example", no_decoding)
+    rows = counterfactual_rows(ds)
+    monkeypatch.undo()
+    assert [r["caption"] for r in rows] == ["a dog", "a cat", "a kite"]
+    assert [r["image_id"] for r in rows] == ["cf-5", "cf-6", "cf-7"]
+    for row, array in zip(rows, arrays):
+        assert set(row) == {"image", "caption", "image_id", "is_counterfactual"}  # no mask
+        assert isinstance(row["image"], dict) and isinstance(row["image"]["bytes"], bytes)
+        np.testing.assert_array_equal(load_rgb(row["image"], "row"), array)  # PNG: lossless
+    batch = RetrievalCollator(AutoProcessor.from_pretrained(clip_dir))(rows)
+    assert batch["pixel_values"].shape[0] == 3 and batch["is_counterfactual"].all()
+
+
+# ----------------------------------------------------------------------------- retrieval Recall@K
+def _naive_recall(emb: np.ndarray, owner: np.ndarray, ks) -> dict[str, float]:
+    """Dense similarities, stable descending sort, hit = the right image / any own caption in top k."""
+    d = emb.shape[1] // 2
+    ids = sorted(set(owner.tolist()))
+    first = [int(np.flatnonzero(owner == i)[0]) for i in ids]
+    img, txt = emb[first, :d].astype(np.float64), emb[:, d:].astype(np.float64)
+    cap_img = np.array([ids.index(o) for o in owner])
+    out = {}
+    for k in ks:
+        hits = []
+        for i in range(len(ids)):
+            order = sorted(range(len(txt)), key=lambda j: (-float(img[i] @ txt[j]), j))[:k]
+            hits.append(any(cap_img[j] == i for j in order))
+        out[f"i2t_r@{k}"] = 100.0 * float(np.mean(hits))
+        hits = []
+        for j in range(len(txt)):
+            order = sorted(range(len(ids)), key=lambda i: (-float(img[i] @ txt[j]), i))[:k]
+            hits.append(cap_img[j] in order)
+        out[f"t2i_r@{k}"] = 100.0 * float(np.mean(hits))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_retrieval_metrics_use_chunked_topk_and_match_naive(seed, monkeypatch):
+    import hf_spurious.evaluation.engine as engine
+    from hf_spurious.training.trainer import retrieval_recall_metrics
+
+    rng = np.random.default_rng(seed)
+    n_images = int(rng.integers(6, 14))
+    owner = np.sort(rng.integers(0, n_images, 3 * n_images))
+    owner = np.concatenate([np.arange(n_images), owner])  # every image has >= 1 caption
+    rng.shuffle(owner)
+    emb = rng.integers(-2, 3, (len(owner), 8)).astype(np.float32)  # small ints: many exact ties
+    calls = []
+    real = engine.topk_similarities
+
+    def spy(queries, gallery, k, **kw):
+        calls.append((queries.shape, gallery.shape, k))
+        return real(queries, gallery, k, **{**kw, "query_chunk_size": 3, "chunk_size": 5})
+
+    monkeypatch.setattr(engine, "topk_similarities", spy)
+    got = retrieval_recall_metrics(emb, owner)
+    ks = [k for k in (1, 5, 10) if k <= n_images]
+    assert got == pytest.approx(_naive_recall(emb, owner, ks))
+    assert calls == [((n_images, 4), (len(owner), 4), max(ks)), ((len(owner), 4), (n_images, 4), max(ks))]
+
+
 # ----------------------------------------------------------------------------- freezing policies
 def _changed(before, after) -> set[str]:
     return {n for n in before if n in after and not torch.equal(before[n], after[n])}
@@ -545,57 +693,104 @@ def test_cli_train_runs_on_a_waterbirds_world(clip_dir, waterbirds_world, tmp_pa
     assert args.optim == "sgd" and args.learning_rate == 1e-4 and args.sampling == "group_balanced"
 
 
-DDP_SCRIPT = """
-import json, os, sys
-import numpy as np, torch
-torch.set_num_threads(1)
-from hf_spurious.training import SpuriousAwareTrainer, SpuriousTrainingArguments
-rng = np.random.default_rng(0)
-rows = [{"image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "label": i % 2, "attribute": (i // 2) % 2}
-        for i in range(32)]
-args = SpuriousTrainingArguments(output_dir=sys.argv[2], templates=["a photo of a {}.", "a {}."], class_names=["dog", "cat"],
-    per_device_train_batch_size=4, max_steps=3, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-    image_class_weight=1.0, sampling="group_balanced", learning_rate=1e-2, disable_tqdm=True,
-    feature_cache_dir=os.path.join(sys.argv[2], "cache"))
-tr = SpuriousAwareTrainer(sys.argv[1], args, train_dataset=rows, eval_dataset=rows[:16])
-tr.train()
-m = tr.evaluate()
-w = tr.adapter.model.visual_projection.weight.detach()
-json.dump({"checksum": float(w.double().sum()), "first": float(w.flatten()[0])},
-          open(os.path.join(sys.argv[2], f"rank{tr.args.process_index}.json"), "w"))
-if tr.is_world_process_zero():
-    json.dump({"world": tr.args.world_size, "eval": m, "n_logs": len(tr.state.log_history)},
-              open(os.path.join(sys.argv[2], "ddp.json"), "w"))
-"""
+def test_cli_train_infers_the_task_from_the_dataset(clip_dir, shapes_world, tmp_path):
+    from hf_spurious.cli import main
+
+    out = tmp_path / "shapes"
+    argv = ["train", "--model", str(clip_dir), "--dataset", "shapes", "--data_dir", str(shapes_world)]
+    code = main(
+        [
+            *argv,
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "8",
+            "--use_cpu",
+            "--eval_split",
+            "",
+            "--max_train_samples",
+            "16",
+            "--disable_tqdm",
+            "true",
+            "--report_to",
+            "none",
+        ]
+    )
+    assert code == 0
+    args = torch.load(out / "training_args.bin", weights_only=False)
+    assert args.task == "retrieval" and (out / "model.safetensors").exists()
 
 
-def test_two_process_cpu_ddp_trains_and_evaluates(clip_dir, tmp_path):
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--task", "classification"],
+            "--dataset shapes is a retrieval dataset but the task is classification",
+        ),
+        (["--data_dir", "/nonexistent/shapes"], "/nonexistent/shapes"),
+        (["--clip_weight", "-1"], "clip_weight must be >= 0"),
+    ],
+)
+def test_cli_train_user_errors_are_parser_errors(clip_dir, shapes_world, tmp_path, capsys, extra, message):
+    from hf_spurious.cli import main
+
+    argv = ["train", "--model", str(clip_dir), "--dataset", "shapes", "--data_dir", str(shapes_world)]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--output_dir", str(tmp_path / "o"), "--use_cpu", *extra])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: hf-spurious train" in err and message in err and "Traceback" not in err
+
+
+def test_accelerate_launch_two_cpu_processes_trains_and_evaluates(clip_dir, waterbirds_world, tmp_path):
+    """examples/accelerate/ddp_cpu.yaml (MULTI_GPU launcher, gloo on CPU) starts 2 real processes;
+    the Waterbirds example trains 2 steps under DDP and evaluates."""
+    _need_templates()
+    out = tmp_path / "ddp"
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "TRANSFORMERS_VERBOSITY": "error",
+        "TQDM_DISABLE": "1",
         "PYTHONPATH": str(ROOT / "src"),
     }
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--config_file",
+        str(ROOT / "examples" / "accelerate" / "ddp_cpu.yaml"),
+        str(ROOT / "examples" / "finetune_waterbirds.py"),
+        "--model",
         str(clip_dir),
-        str(tmp_path),
+        "--data_dir",
+        str(waterbirds_world),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--use_cpu",
+        "--report_to",
+        "none",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    if not Path(cmd[0]).exists():
+        cmd[:1] = [sys.executable, "-m", "accelerate.commands.launch"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "ddp.json").read_text())
-    assert result["world"] == 2
-    assert "eval_worst_group_accuracy" in result["eval"] and math.isfinite(result["eval"]["eval_loss"])
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0] == ranks[1]  # gradients were all-reduced: both replicas hold the same weights
+    metrics = json.loads((out / "final_metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 2
+    assert "eval_worst_group_accuracy" in metrics and math.isfinite(metrics["eval_loss"])
+    assert (out / "model.safetensors").exists()
 
 
 def test_blip_retrieval_trains_itc_and_itm(tiny_model_dir, tmp_path):
@@ -647,54 +842,64 @@ def test_group_dro_all_reduce_uses_global_group_means():
         torch.testing.assert_close(dro.q, whole.q)
 
 
-def _feature_world(counts: list[int], seed: int, dim: int) -> list[dict]:
-    """Pre-computed encoder features of a Waterbirds-like world: a noisy core feature (the label) on
-    axis 0 and a clean spurious feature (the attribute) on axis 1; group g = 2 * label + attribute."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for g, n in enumerate(counts):
-        y, a = divmod(g, 2)
-        for _ in range(n):
-            f = rng.normal(0.0, 1.0, dim).astype(np.float32)
-            f[0] += 2 * y - 1
-            f[1] += 2.0 * (2 * a - 1)
-            rows.append({"image_features": f, "label": y, "attribute": a})
-    return rows
+def test_on_a_shapes_world_balanced_sampling_and_group_dro_beat_uniform_erm_on_worst_group(tmp_path):
+    """A SpuriousShapes classification world (32 px, 90 % of train images with the bird on its own place,
+    birds drawn large and opaque so a tiny random frozen CLIP's pooled features carry their colour);
+    projection-only training on cached features, zero-shot-head cross-entropy; selection by val
+    worst-group accuracy (the Trainer's best-checkpoint metric). Arms: uniform ERM, group-balanced ERM,
+    uniform sampling + Group DRO (eta 0.1). Measured best val worst-group (uniform / balanced / DRO), world
+    seeds 0-2 with 12 epochs: 24/66/58, 16/54/56, 2/62/60; seed 0 with 20 epochs: 30/64/76. The test
+    (seed 0) asks for a 25-point margin; the smallest margin seen was 34."""
+    from hf_spurious.data.world import ClassificationWorldConfig, generate_world
+    from hf_spurious.models.tiny import save_tiny
 
-
-def test_group_balanced_and_group_dro_beat_uniform_on_worst_group(clip_dir, tmp_path):
-    """95 % of train agrees (land/land, water/water): uniform ERM leans on the spurious axis; group-balanced
-    sampling and Group DRO (WILDS: balanced sampling, eta 0.01) do not. Observed (3 seeds): uniform 18-26,
-    balanced 66-74, DRO 66-72 worst-group on val; the test asks for a 25-point margin."""
-    dim = json.loads((Path(clip_dir) / "config.json").read_text())["vision_config"]["hidden_size"]
-    train, val = _feature_world([190, 10, 10, 190], 0, dim), _feature_world([50] * 4, 10, dim)
+    world = tmp_path / "world"
+    config = ClassificationWorldConfig(
+        train_size=800,
+        val_size=200,
+        test_size=4,
+        pretrain_size=0,
+        image_size=32,
+        seed=0,
+        train_agreement=0.9,
+        train_waterbird_fraction=0.5,
+        bird_size_range=(0.4, 0.6),
+        alpha_range=(0.9, 1.0),
+        colour_informativeness=1.0,
+    )
+    generate_world(config, world)
+    model = save_tiny("clip", tmp_path / "clip", image_size=32, patch_size=8, hidden_size=32, num_layers=2)
+    train, val = _world_rows(world, "train"), _world_rows(world, "val")
     best = {}
-    for sampling, objective in (
-        ("uniform", "erm"),
-        ("group_balanced", "erm"),
-        ("group_balanced", "group_dro"),
-    ):
+    for sampling, objective in (("uniform", "erm"), ("group_balanced", "erm"), ("uniform", "group_dro")):
         args = _args(
             tmp_path / f"{sampling}-{objective}",
-            templates=TEMPLATES[:2],
+            templates=TEMPLATES[:1],
+            class_names=["landbird", "waterbird"],
             sampling=sampling,
             objective=objective,
+            dro_step_size=0.1,
+            clip_weight=0.0,
+            class_weight=1.0,
+            logit_scale_init=4.6,
             max_steps=-1,
-            num_train_epochs=6,
+            num_train_epochs=12,
             per_device_train_batch_size=32,
-            learning_rate=5e-2,
+            per_device_eval_batch_size=256,
+            learning_rate=1e-2,
             eval_strategy="epoch",
-            save_strategy="epoch",
-            load_best_model_at_end=True,
-            save_total_limit=1,
-            logging_steps=50,
+            logging_steps=1000,
+            feature_cache_dir=str(tmp_path / "cache"),
         )
-        tr = _trainer(clip_dir, args, train=train, eval_rows=val)
+        tr = _trainer(model, args, train=train, eval_rows=val)
         tr.train()
-        best[(sampling, objective)] = tr.state.best_metric
+        scores = [
+            h["eval_worst_group_accuracy"] for h in tr.state.log_history if "eval_worst_group_accuracy" in h
+        ]
+        best[(sampling, objective)] = max(scores)  # = the best checkpoint's val worst-group accuracy
     uniform = best[("uniform", "erm")]
     assert best[("group_balanced", "erm")] >= uniform + 25, best
-    assert best[("group_balanced", "group_dro")] >= uniform + 25, best
+    assert best[("uniform", "group_dro")] >= uniform + 25, best
 
 
 def test_push_to_hub_uploads_model_processor_and_tagged_card(clip_dir, tmp_path, monkeypatch):

@@ -6,8 +6,10 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORLD="${WORLD:-shapes_world}"
-OUT="${OUT:-hf_spurious/shapes_decorrelated}"
-REPO="${REPO:-hf_spurious/shapes_decorrelated}"
+# The Hub id comes from the package (hf_spurious.data.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
+# folder defaults to the id as a relative path, so load_dataset("<id>") finds it offline from here.
+REPO="${REPO:-$(python -c "from hf_spurious.data.hub import dataset_repo_id; print(dataset_repo_id('shapes'))")}"
+OUT="${OUT:-$REPO}"
 INPAINTER="${INPAINTER:-opencv}"
 
 [ -f "$WORLD/world.json" ] || hf-spurious world --out "$WORLD"

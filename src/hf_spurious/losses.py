@@ -1,8 +1,9 @@
 """Spurious-aware contrastive losses (Yang et al., ICML 2023) and the CLIP loss, in pure torch.
 
 Every function is differentiable and takes raw embeddings: they are L2-normalised inside.
-``logit_scale`` is the *log* inverse temperature ``s`` as stored by ``CLIPModel.logit_scale``:
-logits are ``exp(s) * cos`` and the temperature is ``tau = 1 / exp(s)`` (spec §2.2, §3.B.2).
+Every ``logit_scale`` argument in ``hf_spurious.losses`` is the LOG scale s (HF ``CLIPModel.logit_scale``;
+temperature τ = 1/exp(s)), not open_clip's exponentiated one: logits are ``exp(s) * cos``
+(spec §2.2, §3.B.2); with open_clip's ``logit_scale.exp()`` value pass ``torch.log`` of it.
 
 Two functional forms exist for the in-modal terms:
 

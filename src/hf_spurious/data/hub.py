@@ -27,13 +27,27 @@ DATASET_REPOS = {
     "flickr30k": f"{HUB_ORG}/flickr30k_decorrelated",
     "shapes": f"{HUB_ORG}/shapes_decorrelated",
 }
+
+
+def dataset_repo_id(source: str) -> str:
+    """The Hub dataset id of a source's decorrelated splits (``HF_SPURIOUS_HUB_ORG`` sets the owner).
+
+    The single place the ids are written; ``dataset_scripts/*/build.sh`` read them from here.
+    """
+    try:
+        return DATASET_REPOS[source]
+    except KeyError:
+        raise ValueError(f"no dataset repo for source {source!r}; known: {sorted(DATASET_REPOS)}") from None
+
+
 WORD_LISTS = {
     "coco": "CHAIR word list (substitute) of Rohrbach et al. 2018; Kim et al.'s own list is unpublished",
     "shapes": "CHAIR word list (substitute) restricted to the SpuriousShapes classes",
     "flickr30k": "Flickr30k Entities phrase types (annotated phrases, no word list)",
 }
 PAPER = "Kim, Koepke, Schmid, Akata. Exposing and Mitigating Spurious Correlations for Cross-Modal Retrieval. CVPRW 2023"
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# a config name becomes a folder under the export folder: no separators, and not "." / ".." / hidden
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def _is_work_dir(obj: Any) -> bool:
@@ -145,9 +159,17 @@ def embed_images(ds):
     return ds.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
 
 
-def _check_config_name(name: str) -> None:
-    if not _CONFIG_NAME.match(name):
-        raise ValueError(f"config name {name!r} must match {_CONFIG_NAME.pattern} (it becomes a folder)")
+def check_config_name(name: str) -> str:
+    """``name`` if it is a safe config name (it becomes a folder of the export); else a ValueError."""
+    if not isinstance(name, str) or not _CONFIG_NAME.match(name):
+        raise ValueError(
+            f"config name {name!r} must match {_CONFIG_NAME.pattern} (letters, digits, '_', '.', '-', not "
+            "starting with '.' or '-'; it becomes a folder), e.g. 'test' or 'test_partner'"
+        )
+    return name
+
+
+_check_config_name = check_config_name
 
 
 def _read_provenance(out: Path) -> dict[str, Any]:

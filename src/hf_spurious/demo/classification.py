@@ -74,7 +74,7 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
     from hf_spurious.models import load_adapter
     from hf_spurious.models.tiny import tiny_clip
 
-    from .retrieval import RandomCaptionImages, _training_args, caption_words, train_retrieval
+    from .retrieval import RandomCaptionImages, _training_args, caption_words, decode_images, train_retrieval
 
     words = caption_words(
         [c for r in records for c in r.captions]
@@ -99,8 +99,12 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
         steps=config.cls_pretrain_steps,
         lr=config.cls_pretrain_lr,
         seed=config.seed,
+        max_grad_norm=config.cls_max_grad_norm,
     )
-    adapter = train_retrieval(load_adapter(model, processor), RandomCaptionImages(records, config.seed), args)
+    images = decode_images([r.image_path for r in records])
+    adapter = train_retrieval(
+        load_adapter(model, processor), RandomCaptionImages(records, config.seed, images), args
+    )
     return Path(adapter.save_pretrained(out_dir / "checkpoint"))
 
 
@@ -202,7 +206,7 @@ def evaluate_arm(
         group_names=GROUP_NAMES,
         batch_size=256,
     )
-    subset = list(records)[: config.gradcam_images]
+    subset = stratified_subset(records, config.gradcam_images)
     cam = evaluate_classification(
         adapter, subset, CLASS_NAMES, TEMPLATES, metrics=("aiou",), group_names=GROUP_NAMES, batch_size=64
     )["aiou"]
@@ -218,6 +222,20 @@ def evaluate_arm(
         "aiou_groups": cam.get("group_aiou", {}),
         "aiou_images": len(subset),
     }
+
+
+def stratified_subset(records: Sequence[Any], n: int) -> list[Any]:
+    """The first ``n`` records taken round-robin over groups (in group order), so every group is represented."""
+    by_group: dict[int, list[Any]] = {}
+    for r in records:
+        by_group.setdefault(int(r.group), []).append(r)
+    queues = [by_group[g] for g in sorted(by_group)]
+    out: list[Any] = []
+    depth = 0
+    while len(out) < n and any(depth < len(q) for q in queues):
+        out += [q[depth] for q in queues if depth < len(q)][: n - len(out)]
+        depth += 1
+    return out
 
 
 def gradcam_maps(adapter: Any, images: Sequence[Any], labels: Sequence[int]) -> list[np.ndarray]:

@@ -53,6 +53,7 @@ class DemoConfig:
     pretrain_lr: float = 5e-4
     finetune_steps: int = 200
     finetune_lr: float = 3e-4
+    max_grad_norm: float = 0.0  # no gradient clipping, as in the prototype (the Trainer default clips at 1.0)
     eval_batch_size: int = 512
     # classification world (Waterbirds layout)
     cls_train_size: int = 4795
@@ -62,6 +63,7 @@ class DemoConfig:
     cls_world: dict[str, Any] = field(default_factory=dict)  # extra ClassificationWorldConfig knobs
     cls_pretrain_steps: int = 500
     cls_pretrain_lr: float = 5e-4
+    cls_max_grad_norm: float = 1.0  # the classification world is calibrated with clipping at 1.0
     cls_epochs: int = 30
     cls_lr: float = 1e-3
     cls_batch_size: int = 128

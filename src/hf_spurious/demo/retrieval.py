@@ -50,20 +50,33 @@ class RandomCaptionImages(torch.utils.data.Dataset):
     """D as one row per image, with one of its captions drawn at random at every access (seeded).
 
     Sampling images rather than (image, caption) pairs is what the prototype measured: it keeps D′ at
-    about 60 % of the samples of D ∪ D′ and avoids the same image twice in a batch.
+    about 60 % of the samples of D ∪ D′ and avoids the same image twice in a batch. ``images`` (decoded
+    ``HxWx3`` arrays, one per record) saves decoding the same PNG at every step; without it rows carry paths.
     """
 
-    def __init__(self, records: Sequence[Any], seed: int) -> None:
-        self.items = [(str(r.image_path), tuple(r.captions)) for r in records]
+    def __init__(self, records: Sequence[Any], seed: int, images: Sequence[np.ndarray] | None = None) -> None:
+        if images is not None and len(images) != len(records):
+            raise ValueError(f"{len(images)} decoded images for {len(records)} records; pass one per record")
+        self.items = [
+            (str(r.image_path) if images is None else images[i], tuple(r.captions))
+            for i, r in enumerate(records)
+        ]
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path, captions = self.items[index]
+        image, captions = self.items[index]
         caption = captions[int(self.rng.integers(len(captions)))]
-        return {"image": path, "caption": caption, "is_counterfactual": False}
+        return {"image": image, "caption": caption, "is_counterfactual": False}
+
+
+def decode_images(items: Sequence[Any]) -> list[np.ndarray]:
+    """Decode images (paths, PIL images, ``datasets`` image cells) once into RGB uint8 arrays."""
+    from hf_spurious.evaluation.engine import load_image
+
+    return [np.asarray(load_image(item).convert("RGB")) for item in items]
 
 
 def build_counterfactuals(
@@ -159,7 +172,10 @@ def recall_set(records: Sequence[Any]) -> Any:
 # ------------------------------------------------------------------------------------------ models
 
 
-def _training_args(config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int) -> Any:
+def _training_args(
+    config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int, max_grad_norm: float
+) -> Any:
+    """L_CLIP training of the whole tiny CLIP (AdamW, weight decay 0.1, 10 % warm-up, cosine decay)."""
     from hf_spurious.training import SpuriousTrainingArguments
 
     return SpuriousTrainingArguments(
@@ -173,6 +189,7 @@ def _training_args(config: DemoConfig, output_dir: Path, *, steps: int, lr: floa
         per_device_train_batch_size=config.batch_size,
         learning_rate=lr,
         weight_decay=0.1,
+        max_grad_norm=max_grad_norm,
         warmup_steps=0.1,
         lr_scheduler_type="cosine",
         seed=seed,
@@ -197,7 +214,13 @@ def train_retrieval(adapter: Any, dataset: Any, args: Any) -> Any:
     return trainer.adapter
 
 
-def pretrain_biased(config: DemoConfig, words: list[str], records: Sequence[Any], out_dir: Path) -> Path:
+def pretrain_biased(
+    config: DemoConfig,
+    words: list[str],
+    records: Sequence[Any],
+    out_dir: Path,
+    images: Sequence[np.ndarray] | None = None,
+) -> Path:
     """Train a tiny CLIP from scratch on the biased train split; save it with ``save_pretrained``."""
     from hf_spurious.models import load_adapter
     from hf_spurious.models.tiny import tiny_clip
@@ -215,9 +238,14 @@ def pretrain_biased(config: DemoConfig, words: list[str], records: Sequence[Any]
     )
     adapter = load_adapter(model, processor)
     args = _training_args(
-        config, out_dir / "trainer", steps=config.pretrain_steps, lr=config.pretrain_lr, seed=config.seed
+        config,
+        out_dir / "trainer",
+        steps=config.pretrain_steps,
+        lr=config.pretrain_lr,
+        seed=config.seed,
+        max_grad_norm=config.max_grad_norm,
     )
-    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed), args)
+    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, images), args)
     return Path(adapter.save_pretrained(out_dir / "checkpoint"))
 
 
@@ -304,6 +332,9 @@ def run_retrieval(
                 build_counterfactuals(world_dir, "train", policy, "opencv", config.seed, cache)
             )
         ]
+        for row, pixels in zip(d_prime, decode_images([row["image"] for row in d_prime])):
+            row["image"] = pixels
+        train_images = decode_images([r.image_path for r in records["train"]])
 
     with timer.step("retrieval: caption gallery (all splits) and its class matrix"):
         captions, _, matrix, class_names = build_gallery(world_dir, source="shapes", cache_dir=cache)
@@ -321,13 +352,22 @@ def run_retrieval(
             "ok": answerable >= 95.0,
         }
     )
+    for entry in calibration:
+        if entry["ok"] is False and timer.echo:
+            print(
+                f"[demo] CALIBRATION WARNING: {entry['check']} = {entry['value']:.1f}, outside {entry['band']}; "
+                "the retrieval world is not in the regime the demo is calibrated for (p_partner, pair_naming)."
+            )
     data = {"queries": queries, "gallery": gallery, "recall": recall_set(records["test"])}
     words = caption_words(captions + [row["caption"] for row in d_prime])
 
     with timer.step(f"retrieval: pretrain the biased tiny CLIP ({config.pretrain_steps} steps)"):
-        biased_dir = pretrain_biased(config, words, records["train"], out / "models" / "retrieval_biased")
+        biased_dir = pretrain_biased(
+            config, words, records["train"], out / "models" / "retrieval_biased", train_images
+        )
     with timer.step("retrieval: evaluate the biased model (reloaded from disk)"):
         biased = evaluate_model(load_adapter(biased_dir), data, cache, config.eval_batch_size)
+    _echo_summary(timer, "biased model", biased)
 
     runs: dict[str, list[dict[str, Any]]] = {"biased": [biased], "A": [], "B": []}
     for seed in config.finetune_seeds:
@@ -336,7 +376,7 @@ def run_retrieval(
             with timer.step(
                 f"retrieval: fine-tune {arm} ({label}), seed {seed}, {config.finetune_steps} steps"
             ):
-                base = RandomCaptionImages(records["train"], seed)
+                base = RandomCaptionImages(records["train"], seed, train_images)
                 dataset = base if arm == "A" else torch.utils.data.ConcatDataset([base, d_prime])
                 args = _training_args(
                     config,
@@ -344,10 +384,12 @@ def run_retrieval(
                     steps=config.finetune_steps,
                     lr=config.finetune_lr,
                     seed=seed,
+                    max_grad_norm=config.max_grad_norm,
                 )
                 adapter = train_retrieval(load_adapter(biased_dir), dataset, args)
             with timer.step(f"retrieval: evaluate {arm}, seed {seed}"):
                 runs[arm].append(evaluate_model(adapter, data, cache, config.eval_batch_size))
+            _echo_summary(timer, f"{arm}, seed {seed}", runs[arm][-1])
 
     _collect_visuals(config, visuals, records["test"], built, runs)
     for arm_runs in runs.values():
@@ -366,6 +408,20 @@ def run_retrieval(
         "tokenizer_words": len(words),
         "models": runs,
     }
+
+
+def _echo_summary(timer: StepTimer, name: str, run: dict[str, Any]) -> None:
+    """One line per evaluated model: the headline numbers, as they come."""
+    if not timer.echo:
+        return
+    sets, recall = run["sets"], run["recall"]
+    parts = [
+        f"{key} ODmAP@1 {sets[key]['odmap@1']:.1f} mention@1 {sets[key]['mention@1']:.1f}"
+        for key in ("partner/inpainted", "partner/oracle", "random/inpainted", "anchor/inpainted")
+    ]
+    print(
+        f"[demo]   {name}: " + "; ".join(parts) + f"; R@1 i2t {recall['i2t@1']:.1f} t2i {recall['t2i@1']:.1f}"
+    )
 
 
 def _collect_visuals(

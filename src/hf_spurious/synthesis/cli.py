@@ -29,6 +29,15 @@ def _pair(text: str) -> tuple[str, str]:
     return anchor.strip(), partner.strip()
 
 
+def _config_name(text: str) -> str:
+    from hf_spurious.data.hub import check_config_name
+
+    try:
+        return check_config_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source", choices=["coco", "flickr30k", "shapes"], default="shapes", help="source dataset"
@@ -73,7 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable images")
     parser.add_argument("--max-images", type=int, default=None, help="only the first N source images")
     parser.add_argument("--out", required=True, help="export folder (parquet + README.md card)")
-    parser.add_argument("--config-name", default=None, help="config name in the card (default: the split)")
+    parser.add_argument(
+        "--config-name", type=_config_name, default=None, help="config name in the card (default: the split)"
+    )
     parser.add_argument("--work-dir", default=None, help="shard directory (default: <out>/.work/<config>)")
     parser.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
     parser.add_argument("--card-template", default=None, help="README.md template with <!-- PROVENANCE -->")
@@ -123,9 +134,11 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from hf_spurious.data.builders import load_source_records, prepare_settings
-    from hf_spurious.data.hub import export_parquet, push_decorrelated_to_hub
+    from hf_spurious.data.hub import check_config_name, export_parquet, push_decorrelated_to_hub
     from hf_spurious.synthesis.generator import generate_counterfactuals
 
+    # the config name becomes part of the work and export paths: validate it before anything is touched
+    config_name = check_config_name(args.config_name or args.split)
     state = PartialState()
     settings = settings_from_args(args)
     data_dir = Path(args.data_dir)
@@ -134,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
     if args.num_shards:
         settings = dataclasses.replace(settings, shard_size=settings_from_args(args, len(records)).shard_size)
     out = Path(args.out)
-    config_name = args.config_name or settings.split
     work = Path(args.work_dir) if args.work_dir else out / ".work" / config_name
     result = generate_counterfactuals(
         records,

@@ -46,6 +46,7 @@ NO_TARGET_PAIR = "no_target_pair"
 NO_CAPTION_MENTIONS_REMOVED = "no_caption_mentions_removed"
 EDIT_STILL_MENTIONS_REMOVED = "edited_caption_mentions_removed"
 EDIT_NAMES_NO_PRESENT = "edited_caption_names_no_present_class"
+EDIT_EMPTY = "edited_caption_empty"  # every word belonged to removed phrases ("Frisbee!" -> "")
 UNREADABLE_IMAGE = "unreadable_image"
 IMAGE_SIZE_MISMATCH = "image_size_mismatch"
 INPAINTER_FLAGGED = "inpainter_safety_flagged"
@@ -274,12 +275,13 @@ class TextSide:
             from hf_spurious.text import Captioner
 
             self._captioner = Captioner(self.settings.captioner)
-        from PIL import Image
-
-        return [str(c) for c in self._captioner.caption([Image.fromarray(im) for im in images])]
+        return [str(c) for c in self._captioner.caption(list(images))]  # arrays: hf_spurious.images.load_rgb
 
     def check(self, edited: str, removed, kept) -> str | None:
-        """None if the edited caption is acceptable, else the skip reason."""
+        """None if the edited caption is acceptable, else the skip reason (an empty edit is never kept:
+        training cannot tokenize it)."""
+        if not edited or not edited.strip():
+            return EDIT_EMPTY
         mentioned = self.vocabulary.classes_in(edited)
         if mentioned & set(removed):
             return EDIT_STILL_MENTIONS_REMOVED
@@ -422,54 +424,76 @@ def _run_shard(
         stats.text_backend = text_side.backend
     progress(len(records) - len(jobs))
     rows: list[dict[str, Any]] = []
+    # CPU inpainters run one whole image per pool task (decode -> fill -> PNG encode: cv2 and zlib release
+    # the GIL, so the threads use every core without waiting for each other between stages); batched
+    # pipelines (diffusers) get the batch at once. The order of rows never depends on thread timing.
     parallel = getattr(inpainter, "thread_safe", True) and not hasattr(inpainter, "pipe")
+    encode_early = parallel and settings.text_method != "captioner"
     for start in range(0, len(jobs), settings.batch_size):
         batch = jobs[start : start + settings.batch_size]
-        loaded = list(pool.map(lambda j: _load(j, settings), batch))
-        ok = [(j, img) for j, (img, err) in zip(batch, loaded) if img is not None]
-        for j, (img, err) in zip(batch, loaded):
-            if img is None:
-                stats.skip(err, j.record.image_id)
-        if ok:
-            masks = [j.plan.mask for j, _ in ok]
-            contexts = [
-                {
-                    "split": j.record.split,
-                    "image_id": j.record.image_id,
-                    "removed_classes": j.plan.removed_classes,
-                }
-                for j, _ in ok
-            ]
-            seeds = [j.seed for j, _ in ok]
-            images = [img for _, img in ok]
-            if parallel:
-                filled = list(
-                    pool.map(
-                        lambda a: inpainter.inpaint([a[0]], [a[1]], seeds=[a[2]], contexts=[a[3]])[0],
-                        zip(images, masks, seeds, contexts),
-                    )
-                )
+        if parallel:
+            results = list(pool.map(lambda j: _fill_one(j, settings, inpainter, encode_early), batch))
+        else:
+            results = _fill_batch(batch, settings, inpainter, pool)
+        kept: list[list[Any]] = []  # [job, filled image, (image bytes, mask bytes) or None]
+        for j, (filled, reason, encoded) in zip(batch, results):
+            if reason is not None:
+                stats.skip(reason, j.record.image_id)
             else:
-                filled = inpainter.inpaint(images, masks, seeds=seeds, contexts=contexts)
-            flagged = list(getattr(inpainter, "last_flagged", None) or []) if not parallel else []
-            if any(flagged):
-                for (j, _), flag in zip(ok, flagged):
-                    if flag:
-                        stats.skip(INPAINTER_FLAGGED, j.record.image_id)
-                keep = [k for k, flag in enumerate(flagged) if not flag]
-                ok, filled, masks = [ok[k] for k in keep], [filled[k] for k in keep], [masks[k] for k in keep]
-            if settings.text_method == "captioner":
-                generated = text_side.caption_images(filled)
-                for (j, _), cap in zip(ok, generated):
-                    j.captions = [(j.captions[0][0], cap)]  # one generated caption per image
-            encoded = list(pool.map(lambda a: _encode(a, settings), zip(filled, masks)))
-            for (j, _), (img_bytes, mask_bytes) in zip(ok, encoded):
-                stats.eligible += 1
-                stats.removed_class_counts.update(j.plan.removed_classes)
-                rows.extend(_rows(j, img_bytes, mask_bytes, settings, inpainter))
+                kept.append([j, filled, encoded])
+        if settings.text_method == "captioner" and kept:
+            generated = text_side.caption_images([f for _, f, _ in kept])
+            for item, cap in zip(kept, generated):
+                item[0].captions = [(item[0].captions[0][0], cap)]  # one generated caption per image
+                if not cap.strip():
+                    stats.skip(EDIT_EMPTY, item[0].record.image_id)
+            kept = [item for item, cap in zip(kept, generated) if cap.strip()]
+        todo = [item for item in kept if item[2] is None]
+        for item, enc in zip(todo, pool.map(lambda it: _encode((it[1], it[0].plan.mask), settings), todo)):
+            item[2] = enc
+        for j, _, (img_bytes, mask_bytes) in kept:
+            stats.eligible += 1
+            stats.removed_class_counts.update(j.plan.removed_classes)
+            rows.extend(_rows(j, img_bytes, mask_bytes, settings, inpainter))
         progress(len(batch))
     stats.rows = len(rows)
     return rows, stats
+
+
+_Filled = tuple[np.ndarray | None, str | None, tuple[bytes, bytes | None] | None]  # image, skip reason, PNGs
+
+
+def _context(job: _Job) -> dict[str, Any]:
+    rec = job.record
+    return {"split": rec.split, "image_id": rec.image_id, "removed_classes": job.plan.removed_classes}
+
+
+def _fill_one(job: _Job, settings: SynthesisSettings, inpainter, encode: bool) -> _Filled:
+    """Decode, inpaint and (if ``encode``) PNG-encode one image: one task of the thread pool."""
+    img, err = _load(job, settings)
+    if img is None:
+        return None, err, None
+    filled = inpainter.inpaint([img], [job.plan.mask], seeds=[job.seed], contexts=[_context(job)])[0]
+    return filled, None, (_encode((filled, job.plan.mask), settings) if encode else None)
+
+
+def _fill_batch(batch: Sequence[_Job], settings: SynthesisSettings, inpainter, pool) -> list[_Filled]:
+    """Decode in the pool, then one batched ``inpaint`` call (pipelines); flagged images become skips."""
+    loaded = list(pool.map(lambda j: _load(j, settings), batch))
+    out: list[_Filled] = [(None, err, None) for _, err in loaded]
+    idx = [k for k, (img, _) in enumerate(loaded) if img is not None]
+    if not idx:
+        return out
+    filled = inpainter.inpaint(
+        [loaded[k][0] for k in idx],
+        [batch[k].plan.mask for k in idx],
+        seeds=[batch[k].seed for k in idx],
+        contexts=[_context(batch[k]) for k in idx],
+    )
+    flagged = list(getattr(inpainter, "last_flagged", None) or []) or [False] * len(idx)
+    for k, image, flag in zip(idx, filled, flagged):
+        out[k] = (None, INPAINTER_FLAGGED, None) if flag else (image, None, None)
+    return out
 
 
 def _load(job: _Job, settings: SynthesisSettings) -> tuple[np.ndarray | None, str | None]:
@@ -529,9 +553,37 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+_BINARY_COLUMNS = ("image", "mask")  # PNG bytes: incompressible and unique per row
+
+
+def _write_parquet(table, path: Path) -> None:
+    """zstd parquet; no dictionary encoding for the PNG columns (it never pays off on unique image bytes
+    and cost ~5 ms per 640x480 image, 10 % of the opencv pipeline). Deterministic."""
+    import pyarrow.parquet as pq
+
+    dictionary = [
+        c for f in table.schema if f.name not in _BINARY_COLUMNS for c in _leaf_paths(f.name, f.type)
+    ]
+    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary)
+
+
+def _leaf_paths(name: str, typ) -> list[str]:
+    """Parquet column paths of an arrow field ("removed_classes.list.element", "image.bytes")."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(typ):
+        return [
+            p
+            for i in range(typ.num_fields)
+            for p in _leaf_paths(f"{name}.{typ.field(i).name}", typ.field(i).type)
+        ]
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _leaf_paths(f"{name}.list.element", typ.value_type)
+    return [name]
+
+
 def _write_shard(work: Path, shard: int, rows: list[dict[str, Any]], stats: ShardStats) -> None:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     features = decorrelated_features()
     table = (
@@ -540,7 +592,7 @@ def _write_shard(work: Path, shard: int, rows: list[dict[str, Any]], stats: Shar
         else features.arrow_schema.empty_table()
     )
     base = work / "shards" / f"{shard:05d}"
-    _atomic_write(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p, compression="zstd"))
+    _atomic_write(base.with_suffix(".parquet"), lambda p: _write_parquet(table, p))
     _atomic_write(
         base.with_suffix(".json"),
         lambda p: p.write_text(json.dumps(stats.to_dict(), indent=1, sort_keys=True)),
@@ -665,13 +717,23 @@ def _run_shards(work, shards, records, settings, text_side, inpainter, show_prog
         desc=f"counterfactuals ({settings.source} {settings.split})",
         disable=not show_progress,
     )
-    with ThreadPoolExecutor(max_workers=max(1, settings.num_workers)) as pool:
+    # Shard k is written (parquet encoding, zstd: GIL released) by its own thread while shard k + 1 is
+    # computed, so both cores stay busy; at most one write is pending, and its errors surface here.
+    pending = None
+    with (
+        ThreadPoolExecutor(max_workers=max(1, settings.num_workers)) as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as writer,
+    ):
         for k in shards:
             rows, stats = _run_shard(
                 k, records[k * size : (k + 1) * size], settings, text_side, inpainter, pool, bar.update
             )
-            _write_shard(work, k, rows, stats)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_shard, work, k, rows, stats)
             bar.set_postfix(shard=k, rows=stats.rows)
+        if pending is not None:
+            pending.result()
     bar.close()
 
 
@@ -753,6 +815,6 @@ def merge_shards(
         tables = [pq.read_table(p) for p in paths]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         target = out / f"{split}-{g:05d}-of-{max(len(groups), 1):05d}.parquet"
-        _atomic_write(target, lambda p, t=table: pq.write_table(t, p, compression="zstd"))
+        _atomic_write(target, lambda p, t=table: _write_parquet(t, p))
         written.append(target)
     return written

@@ -64,12 +64,7 @@ class Inpainter:
         filled = self._fill_batch(list(images), masks, seeds, contexts)
         if not self.preserves_unmasked:
             return filled
-        out = []
-        for img, m, f in zip(images, masks, filled):
-            res = img.copy()
-            res[m] = f[m]
-            out.append(res)
-        return out
+        return [_restore_outside(img, m, f) for img, m, f in zip(images, masks, filled)]
 
     def _fill_batch(
         self, images: list[np.ndarray], masks: list[np.ndarray], seeds: list[int], contexts: list[dict]
@@ -187,6 +182,16 @@ class OracleInpainter(Inpainter):
                 )
             out.append(np.asarray(img, dtype=np.uint8))
         return out
+
+
+def _restore_outside(image: np.ndarray, mask: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """``image`` with ``filled``'s pixels under ``mask`` (the copy-under-mask runs on the mask's box only)."""
+    out = image.copy()
+    if mask.any():
+        r0, c0, r1, c1 = _mask_box(mask, margin=0)
+        box = mask[r0:r1, c0:c1]
+        out[r0:r1, c0:c1][box] = filled[r0:r1, c0:c1][box]
+    return out
 
 
 def _mask_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:

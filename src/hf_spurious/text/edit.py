@@ -44,6 +44,71 @@ _PREP_THEN_CONNECTOR = re.compile(rf"({_PREPOSITION})\s*,?\s+{_CONNECTOR}", re.I
 _CONNECTOR_THEN_PREP = re.compile(rf"\s*,?\s+{_CONNECTOR}\s+(?={_PREPOSITION})", re.I)
 
 
+_CONJUNCTION = re.compile(_CONNECTOR, re.I)
+_LEFT_GAP = re.compile(r"[\s,]*")  # between a conjunct and the conjunction on its right
+_RIGHT_GAP = re.compile(r"\s*")  # between a conjunction and the conjunct on its right
+
+
+def _neighbour(caption: str, pos: int, spans: list[tuple[int, int, bool]], left: bool):
+    """The phrase ``(start, end, removed)`` next to ``pos`` (only a gap between), or None."""
+    for s, e, removed in reversed(spans) if left else spans:
+        if left and e <= pos and _LEFT_GAP.fullmatch(caption, e, pos):
+            return s, e, removed
+        if not left and s >= pos and _RIGHT_GAP.fullmatch(caption, pos, s):
+            return s, e, removed
+    return None
+
+
+def _kept_beyond(caption: str, pos: int, spans: list[tuple[int, int, bool]], left: bool) -> bool:
+    """Whether, once removed phrases are deleted (and the conjunctions that then meet have merged into
+    one), a kept phrase is next to ``pos`` on that side."""
+    while True:
+        hit = _neighbour(caption, pos, spans, left)
+        if hit is not None:
+            if not hit[2]:
+                return True
+            pos = hit[0] if left else hit[1]
+            continue
+        gap = _LEFT_GAP if left else _RIGHT_GAP
+        conj = next(
+            (
+                m
+                for m in _CONJUNCTION.finditer(caption)
+                if (gap.fullmatch(caption, m.end(), pos) if left else gap.fullmatch(caption, pos, m.start()))
+            ),
+            None,
+        )
+        if conj is None:
+            return False
+        pos = conj.start() if left else conj.end()
+
+
+def dangling_conjunctions(
+    caption: str, removed: Sequence[tuple[int, int]], kept: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Spans of coordinating conjunctions that a deletion leaves dangling (pure).
+
+    A conjunction that joined two phrases ("A man and his dog play") of which one is removed, and that
+    no longer stands between two kept phrases once the removed ones are gone ("A man and play"), goes
+    with the removed phrase, together with the gap to it. Conjunctions between other words ("sitting
+    and a dog standing") and inside phrases are left alone; relation verbs and prepositions are words,
+    never deleted here.
+    """
+    spans = sorted([(s, e, True) for s, e in removed] + [(s, e, False) for s, e in kept])
+    out = []
+    for m in _CONJUNCTION.finditer(caption):
+        cs, ce = m.span()
+        if any(s < ce and cs < e for s, e, _ in spans):
+            continue
+        left, right = _neighbour(caption, cs, spans, True), _neighbour(caption, ce, spans, False)
+        if left is None or right is None or not (left[2] or right[2]):
+            continue
+        if _kept_beyond(caption, cs, spans, True) and _kept_beyond(caption, ce, spans, False):
+            continue
+        out.append((left[1] if left[2] else cs, right[0] if right[2] else ce))
+    return out
+
+
 def tidy(text: str) -> str:
     """Collapse whitespace and clean up punctuation and connectors left dangling by a deletion."""
     s = re.sub(r"\s+", " ", text)
@@ -71,25 +136,28 @@ def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Ite
     """Delete every phrase that mentions a removed class, then :func:`tidy` (pure).
 
     Words outside those phrases are kept, relation verbs included: "Two dogs fighting over a frisbee"
-    without frisbee is "Two dogs fighting over". Returns ``caption`` unchanged when no phrase matches,
-    and ``""`` when nothing is left. A leading capital letter is restored.
+    without frisbee is "Two dogs fighting over"; only a conjunction left dangling goes too
+    (:func:`dangling_conjunctions`: "A man and his dog play" without dog is "A man play"). Returns
+    ``caption`` unchanged when no phrase matches, and ``""`` when nothing is left. A leading capital
+    letter is restored.
     """
     if not isinstance(caption, str) or not caption.strip():
         raise ValueError(f"cannot edit an empty caption ({caption!r}); drop empty captions upstream")
     removed = frozenset([removed_classes] if isinstance(removed_classes, str) else removed_classes)
-    spans = []
+    spans, others = [], []
     for p in phrases:
         if not (0 <= p.start < p.end <= len(caption)) or caption[p.start : p.end] != p.text:
             raise ValueError(
                 f"phrase {p.text!r} at [{p.start}, {p.end}) does not match caption {caption!r}; "
                 "phrases must come from this caption"
             )
-        if p.classes & removed:
-            spans.append((p.start, p.end))
+        (spans if p.classes & removed else others).append((p.start, p.end))
     if not spans:
         return caption
+    spans = merge_spans(spans)
+    kept = [(s, e) for s, e in others if not any(rs < e and s < re_ for rs, re_ in spans)]
     pieces, pos = [], 0
-    for s, e in merge_spans(spans):
+    for s, e in merge_spans(spans + dangling_conjunctions(caption, spans, kept)):
         pieces.append(caption[pos:s])
         pos = e
     pieces.append(caption[pos:])

@@ -74,7 +74,7 @@ def caption_class_matrix(
         else:
             assert extractor is not None
             found = [
-                frozenset().union(*(p.classes for p in phrases))
+                vocab.classes_in_phrases(phrases, annotated=True)
                 for phrases in extractor.phrases_batch(block, vocab, cover_mentions=False, progress=False)
             ]
         for g, classes in enumerate(found, start=lo):

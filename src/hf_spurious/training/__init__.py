@@ -10,6 +10,7 @@ _EXPORTS = {
     "SpuriousAwareTrainer": "hf_spurious.training.trainer",
     "SpuriousModel": "hf_spurious.training.trainer",
     "dataset_groups": "hf_spurious.training.trainer",
+    "retrieval_recall_metrics": "hf_spurious.training.trainer",
     "RetrievalCollator": "hf_spurious.training.collators",
     "ClassificationCollator": "hf_spurious.training.collators",
     "GroupBalancedSampler": "hf_spurious.training.samplers",

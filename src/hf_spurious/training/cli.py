@@ -21,6 +21,13 @@ from transformers import HfArgumentParser
 from .config import SpuriousTrainingArguments
 
 DATASETS = ("waterbirds", "coco", "flickr30k", "shapes")
+#: The task each ``--dataset`` layout implies (used when ``--task`` is not given).
+DATASET_TASKS: dict[str, str] = {
+    "waterbirds": "classification",
+    "coco": "retrieval",
+    "flickr30k": "retrieval",
+    "shapes": "retrieval",
+}
 
 # Paper hyper-parameters (documented defaults; see docs and spec §1.7, §2.3-2.4, §3.B.7).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -126,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             HfArgumentParser._parse_dataclass_field(group, f)
     for action in group._group_actions:  # mark defaults, so --preset only fills flags not given
         action.default = _Default(action.default)
+    parser.set_defaults(_parser=parser)  # run() turns user errors into parser.error (exit 2)
 
 
 def _load_counterfactuals(path: str) -> Any:
@@ -158,8 +166,12 @@ def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
         vocab = "shapes" if ns.dataset == "shapes" else "coco"
         return retrieval_rows(read_coco(ns.data_dir, name, vocabulary=vocab))
 
-    if (task == "classification") != (ns.dataset == "waterbirds"):
-        raise ValueError(f"--dataset {ns.dataset} does not fit --task {task}")
+    if DATASET_TASKS[ns.dataset] != task:
+        raise ValueError(
+            f"--dataset {ns.dataset} is a {DATASET_TASKS[ns.dataset]} dataset but the task is {task} "
+            f"(from --task or --preset); drop --task (it follows --dataset) or pass --task "
+            f"{DATASET_TASKS[ns.dataset]} / a matching --preset"
+        )
     train = split(ns.train_split)
     if ns.counterfactual_dir:
         if task != "retrieval":
@@ -171,9 +183,12 @@ def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
 
 
 def training_args_from(ns: argparse.Namespace) -> SpuriousTrainingArguments:
-    """Build the arguments; a ``--preset`` fills every field not given on the command line."""
+    """Build the arguments; a ``--preset`` fills every field not given on the command line, and
+    ``--task`` (when neither given nor preset) follows ``--dataset`` (:data:`DATASET_TASKS`)."""
     fields = {f.name for f in dataclasses.fields(SpuriousTrainingArguments) if f.init}
-    preset = PRESETS.get(getattr(ns, "preset", None) or "", {})
+    preset = dict(PRESETS.get(getattr(ns, "preset", None) or "", {}))
+    if getattr(ns, "dataset", None) in DATASET_TASKS:
+        preset.setdefault("task", DATASET_TASKS[ns.dataset])
     values = {}
     for key, value in vars(ns).items():
         if key in fields:
@@ -181,18 +196,38 @@ def training_args_from(ns: argparse.Namespace) -> SpuriousTrainingArguments:
     return SpuriousTrainingArguments(**values)
 
 
-def run(ns: argparse.Namespace) -> int:
+def _user_error(ns: argparse.Namespace, err: Exception) -> int:
+    """Report a user error as ``parser.error`` (usage + message, exit 2); re-raise without a parser."""
+    parser = getattr(ns, "_parser", None)
+    if parser is None:
+        raise err
+    parser.error(str(err))
+    return 2  # pragma: no cover - parser.error exits
+
+
+def _setup(ns: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(arguments, trainer, eval rows): everything a bad flag or a bad data directory can break."""
     from .trainer import SpuriousAwareTrainer
 
     args = training_args_from(ns)
     train, evaluation = load_data(ns, args.task)
     trainer = SpuriousAwareTrainer(ns.model, args, train_dataset=train, eval_dataset=evaluation)
+    return args, trainer, evaluation
+
+
+def run(ns: argparse.Namespace) -> int:
+    """Train (and evaluate) as the flags say. Bad flags, a data directory that does not read or a model
+    that does not load end in ``parser.error`` (exit 2) with the message, not a traceback."""
+    try:
+        args, trainer, evaluation = _setup(ns)
+    except (ValueError, OSError) as err:  # RecordError, ImageReadError are ValueErrors
+        return _user_error(ns, err)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if not args.push_to_hub:  # push_to_hub saves too (and writes the tagged model card)
         trainer.save_model()
     if args.freeze_policy == "lora" and trainer.is_world_process_zero():  # also a plain, merged checkpoint
         trainer.adapter.save_pretrained(Path(args.output_dir) / "merged", merge_lora=True)
-    metrics = dict(result.metrics)
+    metrics = dict(result.metrics, world_size=trainer.args.world_size, global_step=trainer.state.global_step)
     if evaluation is not None:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():

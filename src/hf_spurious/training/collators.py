@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hf_spurious.images import load_rgb
+from hf_spurious.records import group_id
 
 MISSING = -1  # attribute value of an example without an attribute label
 
@@ -85,7 +86,7 @@ class ClassificationCollator:
 
     Columns: ``image`` (or cached ``image_features``), ``label``, optional ``attribute`` (missing -> -1;
     an attribute loss then raises naming the example) and optional ``group`` (default
-    ``label * num_attributes + attribute``, -1 when the attribute is missing).
+    :func:`hf_spurious.records.group_id`, -1 when the attribute is missing).
     """
 
     processor: Any = None
@@ -108,6 +109,12 @@ class ClassificationCollator:
         if "group" in rows[0]:
             groups = _int_column(rows, "group", default=MISSING)
         else:
-            groups = torch.where(attributes >= 0, labels * self.num_attributes + attributes, MISSING)
+            groups = torch.tensor(
+                [
+                    group_id(y, a, self.num_attributes) if a >= 0 else MISSING
+                    for y, a in zip(labels.tolist(), attributes.tolist())
+                ],
+                dtype=torch.long,
+            )
         out.update(labels=labels, attributes=attributes, groups=groups)
         return out

@@ -46,7 +46,12 @@ def counterfactual_rows(
     dataset: Any, caption_column: str | None = None, image_column: str = "image"
 ) -> list[dict[str, Any]]:
     """D′ from a counterfactual builder output (a ``datasets.Dataset`` or list of dicts): ``image`` + the
-    edited caption column (``caption_column`` or the first of ``caption``/``edited_caption``/...)."""
+    edited caption column (``caption_column`` or the first of ``caption``/``edited_caption``/...).
+
+    A ``datasets.Dataset`` is narrowed to the image, caption and id columns (``mask`` and the rest are
+    dropped) and its image column read undecoded, so rows hold ``{"bytes", "path"}`` cells that the
+    collators decode per batch; no D′ image is held decoded in memory.
+    """
     columns = list(getattr(dataset, "column_names", None) or (dataset[0].keys() if len(dataset) else []))
     if image_column not in columns:
         raise ValueError(f"counterfactual data has no {image_column!r} column (columns: {columns})")
@@ -56,6 +61,7 @@ def counterfactual_rows(
             f"counterfactual data has no caption column; pass caption_column= (columns: {columns})"
         )
     id_col = next((c for c in ("image_id", "id") if c in columns), None)
+    dataset = _undecoded(dataset, [c for c in (image_column, col, id_col) if c])
     rows = []
     for i, row in enumerate(dataset):
         caption = row[col]
@@ -73,3 +79,17 @@ def counterfactual_rows(
             }
         )
     return rows
+
+
+def _undecoded(dataset: Any, keep: list[str]) -> Any:
+    """A ``datasets.Dataset`` narrowed to ``keep`` with every ``Image`` column cast to ``decode=False``
+    (other inputs are returned unchanged)."""
+    if not hasattr(dataset, "select_columns") or not hasattr(dataset, "features"):
+        return dataset
+    import datasets
+
+    dataset = dataset.select_columns(keep)
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    return dataset

@@ -32,20 +32,10 @@ def _data_fingerprint(dataset: Any) -> str:
     return Hasher.hash([dict(r) for r in dataset])
 
 
-def _model_fingerprint(adapter: Any) -> str:
-    fp = getattr(adapter, "fingerprint", None)
-    if fp:
-        return str(fp)
-    h = hashlib.sha256()
-    for name, p in sorted(adapter.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def features_fingerprint(adapter: Any, dataset: Any, task: str) -> str:
-    """Cache key: model fingerprint + data fingerprint + task."""
-    key = f"{_model_fingerprint(adapter)}|{_data_fingerprint(dataset)}|{task}|v1"
+    """Cache key: the adapter's ``fingerprint`` (config, processor settings, every weight) + data
+    fingerprint + task."""
+    key = f"{adapter.fingerprint}|{_data_fingerprint(dataset)}|{task}|v1"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 

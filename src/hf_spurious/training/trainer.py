@@ -18,6 +18,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.utils import logging
 
 from hf_spurious import losses as L
+from hf_spurious.records import group_id
 
 from .collators import MISSING, ClassificationCollator, RetrievalCollator
 from .config import SpuriousTrainingArguments
@@ -103,7 +104,7 @@ def _column(dataset: Any, key: str) -> list[Any] | None:
 
 
 def dataset_groups(dataset: Any, num_attributes: int) -> list[int]:
-    """Group id of every example: the ``group`` column, else ``label * num_attributes + attribute``."""
+    """Group id of every example: the ``group`` column, else :func:`hf_spurious.records.group_id`."""
     groups = _column(dataset, "group")
     if groups is not None:
         return [int(g) for g in groups]
@@ -118,7 +119,10 @@ def dataset_groups(dataset: Any, num_attributes: int) -> list[int]:
             raise ValueError(
                 f"example {i} has no attribute label; groups need one for every training example"
             )
-        out.append(int(y) * num_attributes + int(a))
+        try:
+            out.append(group_id(y, a, num_attributes))
+        except ValueError as err:
+            raise ValueError(f"example {i}: {err}") from None
     return out
 
 
@@ -138,6 +142,10 @@ class SpuriousAwareTrainer(Trainer):
     optional ``group``. Retrieval rows: ``image``, ``caption``, optional ``is_counterfactual`` (D′) and
     ``image_id`` (eval Recall@K; captions of one image are not ITM negatives). Rows may instead carry
     pre-computed ``image_features`` (/ ``text_features``).
+
+    Evaluation: group accuracies (classification) or Recall@{1,5,10} both ways by exact chunked top-k
+    (retrieval, :func:`retrieval_recall_metrics`). ODmAP@k and the removed-mention rate need a class-annotated
+    caption gallery and counterfactual queries: evaluate a saved checkpoint with ``hf-spurious evaluate``.
 
     Logged per logging step (mean over the steps; ``eval_`` prefix in evaluation): ``<term>_loss`` for
     every active term, ``skipped_<term>`` when a contrastive term had no positive pair in some batches
@@ -583,14 +591,15 @@ class SpuriousAwareTrainer(Trainer):
         return out
 
     def _retrieval_metrics(self, pred: EvalPrediction) -> dict[str, float]:
-        from hf_spurious.metrics.retrieval import recall_at_k_from_similarity
+        """Recall@{1,5,10} both ways from exact chunked top-k (no dense images x captions matrix).
 
-        emb, owner = np.asarray(pred.predictions), np.asarray(pred.label_ids).astype(np.int64)
-        d = emb.shape[1] // 2
-        _, first, caption_to_image = np.unique(owner, return_index=True, return_inverse=True)
-        images, texts = emb[first, :d], emb[:, d:]
-        ks = [k for k in (1, 5, 10) if k <= len(first)]
-        return recall_at_k_from_similarity(images @ texts.T, caption_to_image, ks)
+        ODmAP@k and the removed-mention rate need a separate caption gallery with a class matrix and
+        counterfactual queries with removed / present classes; they are evaluated with
+        ``hf-spurious evaluate`` (``hf_spurious.evaluation``) on a saved checkpoint, not in ``evaluate()``.
+        """
+        return retrieval_recall_metrics(
+            np.asarray(pred.predictions), np.asarray(pred.label_ids), device=self.args.device
+        )
 
     # ------------------------------------------------------------------ saving / loading
     def create_model_card(self, tags: str | list[str] | None = None, **kwargs: Any) -> None:
@@ -648,6 +657,43 @@ class SpuriousAwareTrainer(Trainer):
         self._load_inner(self.state.best_model_checkpoint)
 
 
+def retrieval_recall_metrics(
+    embeddings: np.ndarray,
+    image_index: np.ndarray,
+    ks: tuple[int, ...] = (1, 5, 10),
+    device: str | torch.device | None = "cpu",
+) -> dict[str, float]:
+    """Recall@K (i2t and t2i, percent) of eval pairs from exact chunked top-k.
+
+    ``embeddings`` (N, 2d): each pair's L2-normalised image embedding then caption embedding;
+    ``image_index`` (N,): the image each caption belongs to (pairs of one image share it; its first
+    pair's image embedding stands for the image). Ranks with
+    :func:`hf_spurious.evaluation.engine.topk_similarities` (ties: lower index first), scores with
+    :func:`hf_spurious.metrics.recall_at_k`; K larger than the number of images is left out.
+    """
+    from hf_spurious.evaluation.engine import topk_similarities
+    from hf_spurious.metrics import recall_at_k
+
+    owner = np.asarray(image_index).astype(np.int64).reshape(-1)
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] % 2 or emb.shape[0] != owner.shape[0]:
+        raise ValueError(
+            f"embeddings must be (N, 2d) image+caption rows for N={owner.shape[0]} pairs, got {emb.shape}"
+        )
+    d = emb.shape[1] // 2
+    _, first, caption_to_image = np.unique(owner, return_index=True, return_inverse=True)
+    images, texts = emb[first, :d], emb[:, d:]
+    ks = tuple(k for k in ks if k <= len(first))
+    if not ks:
+        raise ValueError("Recall@K needs at least one image in the eval set")
+    top = max(ks)
+    _, i2t = topk_similarities(images, texts, top, device=device, progress=False)
+    _, t2i = topk_similarities(texts, images, top, device=device, progress=False)
+    out = recall_at_k(i2t, caption_to_image, ks, direction="i2t")
+    out.update(recall_at_k(t2i, caption_to_image, ks, direction="t2i"))
+    return out
+
+
 def _with_image_index(dataset: Any) -> Any:
     """Add an ``image_index`` column (dense ids of ``image_id``) so eval can compute Recall@K."""
     ids = _column(dataset, "image_id")
@@ -662,4 +708,4 @@ def _with_image_index(dataset: Any) -> Any:
     return [{**dict(r), "image_index": v} for r, v in zip(dataset, values)]
 
 
-__all__ = ["MISSING", "SpuriousAwareTrainer", "SpuriousModel", "dataset_groups"]
+__all__ = ["MISSING", "SpuriousAwareTrainer", "SpuriousModel", "dataset_groups", "retrieval_recall_metrics"]
