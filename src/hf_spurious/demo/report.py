@@ -798,7 +798,7 @@ def build_report(results: Mapping[str, Any], visuals: Visuals | None = None) -> 
                 "Timings",
                 [
                     Table(
-                        ["step", "seconds", "load average (1 min) at end"],
+                        ["step", "seconds", "load average (1 / 5 / 15 min) at the end"],
                         [[t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings],
                     )
                 ],

@@ -12,6 +12,7 @@ from hf_spurious.text.captioner import Captioner
 from hf_spurious.text.edit import (
     EDIT_METHODS,
     choose_caption,
+    dangling_conjunctions,
     edit_caption,
     np_removal,
     np_removal_batch,
@@ -37,6 +38,7 @@ __all__ = [
     "SpacyFallbackWarning",
     "caption_class_matrix",
     "choose_caption",
+    "dangling_conjunctions",
     "edit_caption",
     "join_classes",
     "lexical_spans",
