@@ -22,6 +22,7 @@ _LAZY = {
     "build_gallery": ".builders",
     "export_parquet": ".hub",
     "push_decorrelated_to_hub": ".hub",
+    "dataset_repo_id": ".hub",
 }
 
 __all__ = sorted(_LAZY)
