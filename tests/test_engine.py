@@ -193,11 +193,11 @@ def test_query_cache_and_nan_error(tmp_path) -> None:
 def test_itm_rerank_reorders_top_n_only() -> None:
     captions = ["x", "aaa", "a", "aa", "aaaa"]
     indices = np.array([[0, 2, 3, 1, 4]])
-    out = rerank_with_itm(CountingAdapter(), [np.zeros((2, 2, 3))], captions, indices, top_n=3)
+    out = rerank_with_itm(CountingAdapter(), [np.zeros((2, 2, 3), np.uint8)], captions, indices, top_n=3)
     # top-3 candidates 0 ("x": 0), 2 ("a": 1), 3 ("aa": 2) re-ordered by ITM score; the rest untouched
     np.testing.assert_array_equal(out, [[3, 2, 0, 1, 4]])
     # text queries: rows are captions holding image indices
-    imgs = [np.zeros((2, 2, 3))] * 3
+    imgs = [np.zeros((2, 2, 3), np.uint8)] * 3
     out_t = rerank_with_itm(CountingAdapter(), imgs, ["aa"], np.array([[2, 0, 1]]), top_n=2, query="text")
     np.testing.assert_array_equal(out_t, [[2, 0, 1]])  # equal ITM scores keep the similarity order
     with pytest.raises(ValueError, match="ITM head"):

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 class LazyImages(Sequence):
     """The ``image`` column of a ``datasets.Dataset`` (``decode=False``), read one row at a time.
 
-    Items are ``{"bytes", "path"}`` dicts, which :func:`~hf_spurious.evaluation.engine.load_image` decodes.
+    Items are ``{"bytes", "path"}`` dicts, which :func:`~hf_spurious.images.load_rgb` decodes.
     """
 
     def __init__(self, dataset: Any, column: str = "image") -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine import load_image
+from hf_spurious.images import load_rgb
 
 __all__ = [
     "DEFAULT_QUERY_TEMPLATE",
@@ -66,7 +66,7 @@ def detect_attributes(
     queries = [template.format(w) for w in words]
     out = np.zeros((len(images), len(words)), dtype=bool)
     for start in tqdm(range(0, len(images), batch_size), desc="detect attributes", unit="batch"):
-        batch = [load_image(x) for x in images[start : start + batch_size]]
+        batch = [load_rgb(x) for x in images[start : start + batch_size]]
         best_logit: torch.Tensor | None = None
         best_word: torch.Tensor | None = None
         for w0 in range(0, len(queries), words_per_pass):

@@ -23,6 +23,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hf_spurious.images import load_rgb
+
+load_image = load_rgb  # former name, kept for callers that still use it
+
 ArrayLike = np.ndarray | torch.Tensor
 
 __all__ = [
@@ -325,25 +329,6 @@ def _embed_in_batches(
     return out
 
 
-def load_image(item: Any) -> Any:
-    """A path, a ``datasets`` image cell (``{"bytes", "path"}``), a PIL image or an array -> an RGB image."""
-    from PIL import Image
-
-    if isinstance(item, (str, os.PathLike)):
-        with Image.open(item) as im:
-            return im.convert("RGB")
-    if isinstance(item, dict):
-        if item.get("bytes") is not None:
-            import io
-
-            with Image.open(io.BytesIO(item["bytes"])) as im:
-                return im.convert("RGB")
-        return load_image(item["path"])
-    if isinstance(item, Image.Image) and item.mode != "RGB":
-        return item.convert("RGB")
-    return item
-
-
 def embed_gallery(
     adapter: Any,
     captions: Sequence[str],
@@ -391,7 +376,7 @@ def embed_queries(
 
     def compute() -> np.ndarray:
         return _embed_in_batches(
-            lambda b, bs: adapter.embed_images([load_image(x) for x in b], batch_size=bs),
+            lambda b, bs: adapter.embed_images([load_rgb(x) for x in b], batch_size=bs),
             images,
             batch_size,
             "embed queries",
@@ -454,10 +439,10 @@ def rerank_with_itm(
     for q in tqdm(range(n_rows), desc="ITM re-rank", unit="query", leave=False):
         cand = indices[q, :n]
         if query == "image":
-            pair_images = [load_image(images[q])] * n
+            pair_images = [load_rgb(images[q])] * n
             texts = [captions[int(j)] for j in cand]
         else:
-            pair_images = [load_image(images[int(j)]) for j in cand]
+            pair_images = [load_rgb(images[int(j)]) for j in cand]
             texts = [captions[q]] * n
         scores = itm_pair_scores(adapter, pair_images, texts, batch_size=batch_size)
         if scores.shape[0] != n:

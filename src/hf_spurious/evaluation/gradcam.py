@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .engine import load_image
+from hf_spurious.images import load_rgb
+from hf_spurious.losses import class_prototypes
 
 __all__ = [
     "ClassSimilarityTarget",
@@ -86,10 +87,8 @@ def class_text_embeddings(
     emb = np.asarray(adapter.embed_texts(texts, batch_size=batch_size), dtype=np.float32)
     if not np.isfinite(emb).all():
         raise ValueError("class prompt embeddings contain NaN; check the model and the templates")
-    emb = emb.reshape(len(class_names), len(templates), -1)
-    emb = emb / np.linalg.norm(emb, axis=-1, keepdims=True)
-    proto = torch.from_numpy(emb.mean(axis=1))
-    return F.normalize(proto, dim=-1)
+    per_template = torch.from_numpy(emb.reshape(len(class_names), len(templates), -1)).transpose(0, 1)
+    return class_prototypes(per_template)  # (T, C, D) -> (C, D), the same weights the losses train
 
 
 def logit_scale_value(adapter: Any, default: float = 100.0) -> float:
@@ -394,7 +393,7 @@ def aiou_over_dataset(
     preds = np.empty(n, dtype=np.int64)
     saved = 0
     for start in tqdm(range(0, n, batch_size), desc="GradCAM / AIoU", unit="batch"):
-        batch = [load_image(x) for x in images[start : start + batch_size]]
+        batch = [load_rgb(x) for x in images[start : start + batch_size]]
         for j, (im, m) in enumerate(zip(batch, masks[start : start + batch_size])):
             hw = (
                 (im.size[1], im.size[0])
