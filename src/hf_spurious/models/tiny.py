@@ -394,9 +394,9 @@ def tiny_blip_retrieval(
     """A random tiny ``BlipForImageTextRetrieval`` and its ``BlipProcessor`` (a random test model)."""
     from transformers import BlipForImageTextRetrieval
 
-    tok = build_bert_tokenizer(words, model_max_length=max_length)
-    config = _blip_config(
-        tok,
+    return _tiny_blip(
+        BlipForImageTextRetrieval,
+        words,
         image_size=image_size,
         patch_size=patch_size,
         hidden_size=hidden_size,
@@ -405,10 +405,8 @@ def tiny_blip_retrieval(
         projection_dim=projection_dim,
         max_length=max_length,
         intermediate_size=intermediate_size,
+        seed=seed,
     )
-    with _seeded(seed):
-        model = BlipForImageTextRetrieval(config)
-    return model.eval(), _blip_processor(tok, image_size)
 
 
 def tiny_blip_captioner(
@@ -430,9 +428,9 @@ def tiny_blip_captioner(
     """
     from transformers import BlipForConditionalGeneration
 
-    tok = build_bert_tokenizer(words, model_max_length=max_length)
-    config = _blip_config(
-        tok,
+    return _tiny_blip(
+        BlipForConditionalGeneration,
+        words,
         image_size=image_size,
         patch_size=patch_size,
         hidden_size=hidden_size,
@@ -441,9 +439,18 @@ def tiny_blip_captioner(
         projection_dim=hidden_size,
         max_length=max_length,
         intermediate_size=intermediate_size,
+        seed=seed,
     )
+
+
+def _tiny_blip(
+    model_class: type, words: Iterable[str] | None, *, image_size: int, max_length: int, seed: int, **sizes
+):
+    """Build ``model_class`` from a tiny BLIP config with a word-list BERT tokenizer, seeded; with its processor."""
+    tok = build_bert_tokenizer(words, model_max_length=max_length)
+    config = _blip_config(tok, image_size=image_size, max_length=max_length, **sizes)
     with _seeded(seed):
-        model = BlipForConditionalGeneration(config)
+        model = model_class(config)
     return model.eval(), _blip_processor(tok, image_size)
 
 
