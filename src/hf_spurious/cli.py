@@ -10,13 +10,31 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("hf_spurious.demo.cli", "Run the expose -> mitigate pipeline on the built-in SpuriousShapes world."),
-    "world": ("hf_spurious.data.world_cli", "Generate a SpuriousShapes world in the COCO / Karpathy / WILDS layouts."),
-    "counterfactuals": ("hf_spurious.synthesis.cli", "Build a decorrelated (counterfactual) split of COCO, Flickr30k or SpuriousShapes."),
-    "evaluate": ("hf_spurious.evaluation.cli", "Evaluate a model: ODmAP@k and Recall@K, or group accuracies and AIoU."),
-    "discover": ("hf_spurious.evaluation.discover_cli", "Rank candidate spurious attributes by accuracy discrepancy."),
+    "demo": (
+        "hf_spurious.demo.cli",
+        "Run the expose -> mitigate pipeline on the built-in SpuriousShapes world.",
+    ),
+    "world": (
+        "hf_spurious.data.world_cli",
+        "Generate a SpuriousShapes world in the COCO / Karpathy / WILDS layouts.",
+    ),
+    "counterfactuals": (
+        "hf_spurious.synthesis.cli",
+        "Build a decorrelated (counterfactual) split of COCO, Flickr30k or SpuriousShapes.",
+    ),
+    "evaluate": (
+        "hf_spurious.evaluation.cli",
+        "Evaluate a model: ODmAP@k and Recall@K, or group accuracies and AIoU.",
+    ),
+    "discover": (
+        "hf_spurious.evaluation.discover_cli",
+        "Rank candidate spurious attributes by accuracy discrepancy.",
+    ),
     "train": ("hf_spurious.training.cli", "Fine-tune CLIP / BLIP with the spurious-aware losses."),
-    "install-metrics": ("hf_spurious.evaluation.install", "Place the evaluate modules so evaluate.load('odmap') works offline."),
+    "install-metrics": (
+        "hf_spurious.evaluation.install",
+        "Place the evaluate modules so evaluate.load('odmap') works offline.",
+    ),
 }
 
 
@@ -37,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     module_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(
-        prog=f"hf-spurious {name}", description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=f"hf-spurious {name}",
+        description=help_text,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     module.add_arguments(parser)
     code = module.run(parser.parse_args(rest))

@@ -344,7 +344,11 @@ class VisionLanguageAdapter(nn.Module):
             tok = getattr(self.processor, "tokenizer", None)
             backend = getattr(tok, "backend_tokenizer", None)
             if backend is not None:  # drop the call-time padding/truncation state the tokenizer stores
-                spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+                spec = {
+                    k: v
+                    for k, v in json.loads(backend.to_str()).items()
+                    if k not in ("padding", "truncation")
+                }
                 h.update(json.dumps(spec, sort_keys=True).encode())
         for name, tensor in sorted(self.base_model.state_dict().items()):
             t = tensor.detach().cpu().contiguous()
