@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hf_spurious.images import load_rgb
+
 from .pipeline import DemoConfig, StepTimer, seed_everything
 from .report import Visuals
 
@@ -300,7 +302,7 @@ def run_classification(
     train_rows, val_rows = classification_rows(records["train"]), classification_rows(records["val"])
     picks = _one_per_group(records["test"])
     visuals.gradcam = [
-        {"group": GROUP_NAMES[r.group], "image": np.asarray(_open_rgb(r.image_path)), "maps": {}}
+        {"group": GROUP_NAMES[r.group], "image": np.asarray(load_rgb(r.image_path)), "maps": {}}
         for r in picks
     ]
     _add_maps(visuals, "zero-shot", biased, picks)
@@ -353,13 +355,6 @@ def _one_per_group(records: Sequence[Any]) -> list[Any]:
 
 
 def _add_maps(visuals: Visuals, key: str, adapter: Any, picks: Sequence[Any]) -> None:
-    maps = gradcam_maps(adapter, [_open_rgb(r.image_path) for r in picks], [r.label for r in picks])
+    maps = gradcam_maps(adapter, [load_rgb(r.image_path) for r in picks], [r.label for r in picks])
     for item, heat in zip(visuals.gradcam, maps):
         item["maps"][key] = heat
-
-
-def _open_rgb(path: str | Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")

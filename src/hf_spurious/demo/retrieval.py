@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hf_spurious.images import load_rgb
+
 from .pipeline import DemoConfig, StepTimer, seed_everything
 from .report import Visuals
 
@@ -74,9 +76,7 @@ class RandomCaptionImages(torch.utils.data.Dataset):
 
 def decode_images(items: Sequence[Any]) -> list[np.ndarray]:
     """Decode images (paths, PIL images, ``datasets`` image cells) once into RGB uint8 arrays."""
-    from hf_spurious.evaluation.engine import load_image
-
-    return [np.asarray(load_image(item).convert("RGB")) for item in items]
+    return [np.asarray(load_rgb(item, where=f"image {i}")) for i, item in enumerate(items)]
 
 
 def build_counterfactuals(
@@ -440,7 +440,7 @@ def _collect_visuals(
     n = min(config.examples, len(inpainted))
     for i in range(n):
         row, orow = inpainted[i], oracle[i]
-        original = np.asarray(_open_rgb(by_id[str(row["source_image_id"])].image_path))
+        original = np.asarray(load_rgb(by_id[str(row["source_image_id"])].image_path))
         visuals.triples.append(
             {
                 "original": original,
@@ -477,10 +477,3 @@ def _collect_visuals(
                 "rankings": rankings,
             }
         )
-
-
-def _open_rgb(path: str | Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")

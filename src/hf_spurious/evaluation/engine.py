@@ -25,8 +25,6 @@ from tqdm.auto import tqdm
 
 from hf_spurious.images import load_rgb
 
-load_image = load_rgb  # former name, kept for callers that still use it
-
 ArrayLike = np.ndarray | torch.Tensor
 
 __all__ = [
@@ -37,7 +35,6 @@ __all__ = [
     "fingerprint_captions",
     "fingerprint_images",
     "itm_pair_scores",
-    "load_image",
     "rerank_with_itm",
     "topk_similarities",
 ]
