@@ -299,20 +299,20 @@ def tiny_clip(
     if ids["eos_token_id"] == 2:  # pragma: no cover - impossible with the byte base vocabulary
         raise AssertionError("eos id 2 would turn on CLIP's legacy argmax pooling")
     config = CLIPConfig(
-        text_config=dict(
+        text_config=_tower(
+            t_hidden,
+            text_num_layers or num_layers,
+            num_heads,
+            intermediate_size,
             vocab_size=len(tok),
-            hidden_size=t_hidden,
-            intermediate_size=intermediate_size or 4 * t_hidden,
-            num_hidden_layers=text_num_layers or num_layers,
-            num_attention_heads=num_heads,
             max_position_embeddings=max_length,
             **ids,
         ),
-        vision_config=dict(
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
+        vision_config=_tower(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
             image_size=image_size,
             patch_size=patch_size,
         ),
@@ -325,6 +325,17 @@ def tiny_clip(
     )
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tok)
     return model.eval(), processor
+
+
+def _tower(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int | None, **extra) -> dict:
+    """One transformer tower's config (text or vision): sizes, MLP width 4 x hidden unless given, extras."""
+    return dict(
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        **extra,
+    )
 
 
 def _blip_config(
@@ -343,12 +354,12 @@ def _blip_config(
 
     _check_sizes(image_size, patch_size, hidden_size, num_heads)
     return BlipConfig(
-        text_config=dict(
+        text_config=_tower(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
             vocab_size=len(tok),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
             max_position_embeddings=max_length,
             encoder_hidden_size=hidden_size,
             bos_token_id=tok.bos_token_id,
@@ -356,11 +367,11 @@ def _blip_config(
             sep_token_id=tok.sep_token_id,
             eos_token_id=tok.sep_token_id,
         ),
-        vision_config=dict(
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
+        vision_config=_tower(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
             image_size=image_size,
             patch_size=patch_size,
             # BLIP's default 1e-10 makes every image embed alike; random tests need distinct embeddings.
@@ -476,20 +487,20 @@ def tiny_owlvit(
     _check_sizes(image_size, patch_size, hidden_size, num_heads)
     tok = build_word_tokenizer(words, model_max_length=max_length)
     config = OwlViTConfig(
-        text_config=dict(
+        text_config=_tower(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
             vocab_size=len(tok),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
             max_position_embeddings=max_length,
             **_text_ids(tok),
         ),
-        vision_config=dict(
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
+        vision_config=_tower(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
             image_size=image_size,
             patch_size=patch_size,
         ),
