@@ -220,6 +220,30 @@ def test_partner_policy_and_oracle_builder(shapes_world, test_records, tmp_path)
     assert stats["skipped"].get("no_target_pair", 0) == no_pair
 
 
+def test_builders_share_one_phrase_cache(shapes_world, tmp_path):
+    shared = tmp_path / "phrases"
+
+    def build(work: str, policy: str = "partner") -> int:
+        builder = ShapesDecorrelated(
+            data_dir=str(shapes_world),
+            config_name="test",
+            cache_dir=str(tmp_path / f"c-{work}"),
+            target_policy=policy,
+            text_method="np_removal",
+            work_dir=str(tmp_path / work),
+            phrase_cache_dir=str(shared),
+        )
+        builder.download_and_prepare()
+        assert len(builder.as_dataset(split="test")) > 0
+        assert not (tmp_path / work / "phrase_cache").exists()
+        return sum(len(f.read_text().splitlines()) for f in shared.rglob("*.jsonl"))
+
+    parsed = build("w1")
+    assert parsed > 0  # spaCy parses landed in the shared cache
+    assert build("w2") == parsed  # a second run over the same captions parses nothing new
+    assert build("w3", policy="random") >= parsed  # another policy reuses them and adds its own
+
+
 def test_builder_rows_equal_generator_rows(shapes_world, reference_run, tmp_path):
     _, _, files = reference_run
     builder = ShapesDecorrelated(

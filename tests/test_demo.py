@@ -339,6 +339,26 @@ def test_quick_demo_report_files(quick_demo):
         assert check["claim"] in md
 
 
+def _numbers(results: dict) -> dict:
+    """Everything a run measured (no timings, loads, paths or wall-clock fields)."""
+    return {"retrieval": results["retrieval"], "classification": results["classification"]}
+
+
+def test_quick_demo_is_deterministic(quick_demo, tmp_path):
+    from safetensors.numpy import load_file
+
+    from hf_spurious.cli import main
+
+    out, results = quick_demo
+    again = tmp_path / "again"
+    assert main(["demo", "--quick", "--quiet", "--out", str(again)]) == 0
+    assert _numbers(json.loads((again / "results.json").read_text())) == _numbers(results)
+    for name in ("retrieval_biased", "classification_biased"):
+        a = load_file(out / "models" / name / "checkpoint" / "model.safetensors")
+        b = load_file(again / "models" / name / "checkpoint" / "model.safetensors")
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 # ------------------------------------------------------------------------------------------ demo helpers
 
 
@@ -405,23 +425,33 @@ def test_stratified_subset_hand_worked():
     assert stratified_subset(recs, 0) == []
 
 
-def test_decode_images_keeps_pixels_and_feeds_random_caption_images(tmp_path):
+def test_decode_images_keeps_pixels_and_preprocessed_rows_collate_like_raw_ones(tmp_path, tiny_model_dir):
     from types import SimpleNamespace
 
+    import torch
     from PIL import Image
 
-    from hf_spurious.demo.retrieval import RandomCaptionImages, decode_images
+    from hf_spurious.demo.retrieval import RandomCaptionImages, decode_images, pixel_values_of
+    from hf_spurious.models import load_adapter
+    from hf_spurious.training.collators import RetrievalCollator
 
     rng = np.random.default_rng(1)
-    pixels = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2)]
+    pixels = [rng.integers(0, 256, (8 + 4 * i, 8, 3), dtype=np.uint8) for i in range(3)]
     paths = []
     for i, arr in enumerate(pixels):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(arr).save(paths[-1])
-    decoded = decode_images([paths[0], Image.fromarray(pixels[1])])
+    decoded = decode_images([paths[0], Image.fromarray(pixels[1]), paths[2]])
     assert all(np.array_equal(a, b) for a, b in zip(decoded, pixels))
-    records = [SimpleNamespace(image_path=p, captions=["x"]) for p in paths]
-    ds = RandomCaptionImages(records, 0, decoded)
-    assert np.array_equal(ds[1]["image"], pixels[1])
+    records = [SimpleNamespace(image_path=p, captions=[f"a dog {i}"]) for i, p in enumerate(paths)]
+    adapter = load_adapter(tiny_model_dir("clip"))
+    pre = pixel_values_of(adapter, decoded, batch_size=2)  # two chunks
+    assert pre.shape[0] == 3 and pre.dtype == torch.float32
+    collate = RetrievalCollator(adapter.processor)
+    raw = collate([RandomCaptionImages(records, 0)[i] for i in range(3)])
+    fast = collate([RandomCaptionImages(records, 0, pre)[i] for i in range(3)])
+    assert set(RandomCaptionImages(records, 0, pre)[0]) == {"pixel_values", "caption", "is_counterfactual"}
+    for key in ("pixel_values", "input_ids", "attention_mask"):
+        torch.testing.assert_close(fast[key], raw[key], rtol=0, atol=0)
     with pytest.raises(ValueError, match="one per record"):
-        RandomCaptionImages(records, 0, decoded[:1])
+        RandomCaptionImages(records, 0, pre[:1])

@@ -43,9 +43,12 @@ class DecorrelatedConfig(datasets.BuilderConfig, SynthesisSettings):
 
     ``work_dir``: where shards are written (default: under the builder's cache dir, keyed by the settings
     fingerprint), so an interrupted ``download_and_prepare`` resumes where it stopped.
+    ``phrase_cache_dir``: where noun-phrase parses are cached (default: ``<work_dir>/phrase_cache``); builds
+    that edit the same captions (e.g. several target policies of one split) can share one and parse once.
     """
 
     work_dir: str | None = None
+    phrase_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         datasets.BuilderConfig.__post_init__(self)
@@ -128,6 +131,7 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
             process_index=state.process_index,
             num_processes=state.num_processes,
             manifest_extra={"source_dir": str(Path(data_dir).resolve())},
+            phrase_cache_dir=self.config.phrase_cache_dir,
         )
         state.wait_for_everyone()
         missing = [k for k in range(result.num_shards) if not shard_done(work, k)]

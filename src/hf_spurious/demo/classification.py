@@ -76,7 +76,14 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
     from hf_spurious.models import load_adapter
     from hf_spurious.models.tiny import tiny_clip
 
-    from .retrieval import RandomCaptionImages, _training_args, caption_words, decode_images, train_retrieval
+    from .retrieval import (
+        RandomCaptionImages,
+        _training_args,
+        caption_words,
+        decode_images,
+        pixel_values_of,
+        train_retrieval,
+    )
 
     words = caption_words(
         [c for r in records for c in r.captions]
@@ -93,6 +100,7 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
         num_layers=config.num_layers,
         num_heads=config.num_heads,
         projection_dim=config.projection_dim,
+        intermediate_size=config.intermediate_size,
         seed=config.seed,
     )
     args = _training_args(
@@ -103,10 +111,9 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
         seed=config.seed,
         max_grad_norm=config.cls_max_grad_norm,
     )
-    images = decode_images([r.image_path for r in records])
-    adapter = train_retrieval(
-        load_adapter(model, processor), RandomCaptionImages(records, config.seed, images), args
-    )
+    adapter = load_adapter(model, processor)
+    pixels = pixel_values_of(adapter, decode_images([r.image_path for r in records]))
+    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, pixels), args)
     return Path(adapter.save_pretrained(out_dir / "checkpoint"))
 
 
@@ -198,20 +205,25 @@ def evaluate_arm(
     """Group accuracies and AIoU on the test records (the classification runner)."""
     from hf_spurious.evaluation.classification import evaluate_classification
 
+    subset = stratified_subset(records, config.gradcam_images)
+    whole = len(subset) == len(records)  # GradCAM on every test image: one pass gives both metrics
     res = evaluate_classification(
         adapter,
-        list(records),
+        subset if whole else list(records),
         CLASS_NAMES,
         TEMPLATES,
-        metrics=("group",),
+        metrics=("group", "aiou") if whole else ("group",),
         train_counts=train_counts,
         group_names=GROUP_NAMES,
-        batch_size=256,
+        batch_size=64,
     )
-    subset = stratified_subset(records, config.gradcam_images)
-    cam = evaluate_classification(
-        adapter, subset, CLASS_NAMES, TEMPLATES, metrics=("aiou",), group_names=GROUP_NAMES, batch_size=64
-    )["aiou"]
+    cam = (
+        res["aiou"]
+        if whole
+        else evaluate_classification(
+            adapter, subset, CLASS_NAMES, TEMPLATES, metrics=("aiou",), group_names=GROUP_NAMES, batch_size=64
+        )["aiou"]
+    )
     g = res["group"]
     return {
         "average": g["average_accuracy"],

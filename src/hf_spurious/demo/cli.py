@@ -19,6 +19,7 @@ _SIZE_FLAGS = (
     "batch_size",
     "hidden_size",
     "num_layers",
+    "intermediate_size",
     "cls_train_size",
     "cls_val_size",
     "cls_test_size",

@@ -29,7 +29,7 @@ WHAT_VARIES = (
 
 @dataclass
 class DemoConfig:
-    """Every size, budget and world knob of the demo (defaults: the measured full demo, about 10 min)."""
+    """Every size, budget and world knob of the demo (defaults: the measured full demo, about 11 min on 2 cores)."""
 
     seed: int = 0
     seeds: int = 1
@@ -46,12 +46,13 @@ class DemoConfig:
     num_layers: int = 4
     num_heads: int = 4
     patch_size: int = 8
+    intermediate_size: int = 256  # MLP width 2 x hidden: 30 % less compute per step than 4 x (measured)
     projection_dim: int = 64
     # retrieval training
     batch_size: int = 128
     pretrain_steps: int = 400
     pretrain_lr: float = 5e-4
-    finetune_steps: int = 200
+    finetune_steps: int = 150
     finetune_lr: float = 3e-4
     max_grad_norm: float = 1.0  # the Trainer default; measured: without clipping the biased model is weaker
     eval_batch_size: int = 512
@@ -61,10 +62,10 @@ class DemoConfig:
     cls_test_size: int = 1200
     cls_pretrain_size: int = 9600
     cls_world: dict[str, Any] = field(default_factory=dict)  # extra ClassificationWorldConfig knobs
-    cls_pretrain_steps: int = 500
+    cls_pretrain_steps: int = 450
     cls_pretrain_lr: float = 5e-4
     cls_max_grad_norm: float = 1.0  # the classification world is calibrated with clipping at 1.0
-    cls_epochs: int = 30
+    cls_epochs: int = 20
     cls_lr: float = 1e-3
     cls_batch_size: int = 128
     gradcam_images: int = 1200  # test images scored for AIoU (all of them by default)
@@ -85,6 +86,7 @@ class DemoConfig:
             num_layers=1,
             num_heads=2,
             projection_dim=16,
+            intermediate_size=64,
             batch_size=32,
             pretrain_steps=6,
             finetune_steps=4,

@@ -52,15 +52,19 @@ class RandomCaptionImages(torch.utils.data.Dataset):
     """D as one row per image, with one of its captions drawn at random at every access (seeded).
 
     Sampling images rather than (image, caption) pairs is what the prototype measured: it keeps D′ at
-    about 60 % of the samples of D ∪ D′ and avoids the same image twice in a batch. ``images`` (decoded
-    ``HxWx3`` arrays, one per record) saves decoding the same PNG at every step; without it rows carry paths.
+    about 60 % of the samples of D ∪ D′ and avoids the same image twice in a batch. ``pixel_values``
+    (the image processor's output, one row per record; see :func:`pixel_values_of`) saves decoding and
+    preprocessing the same image at every step; without it rows carry the image paths.
     """
 
-    def __init__(self, records: Sequence[Any], seed: int, images: Sequence[np.ndarray] | None = None) -> None:
-        if images is not None and len(images) != len(records):
-            raise ValueError(f"{len(images)} decoded images for {len(records)} records; pass one per record")
+    def __init__(self, records: Sequence[Any], seed: int, pixel_values: torch.Tensor | None = None) -> None:
+        if pixel_values is not None and len(pixel_values) != len(records):
+            raise ValueError(
+                f"{len(pixel_values)} preprocessed images for {len(records)} records; pass one per record"
+            )
+        self.key = "image" if pixel_values is None else "pixel_values"
         self.items = [
-            (str(r.image_path) if images is None else images[i], tuple(r.captions))
+            (str(r.image_path) if pixel_values is None else pixel_values[i], tuple(r.captions))
             for i, r in enumerate(records)
         ]
         self.rng = np.random.default_rng(seed)
@@ -71,12 +75,20 @@ class RandomCaptionImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, captions = self.items[index]
         caption = captions[int(self.rng.integers(len(captions)))]
-        return {"image": image, "caption": caption, "is_counterfactual": False}
+        return {self.key: image, "caption": caption, "is_counterfactual": False}
 
 
 def decode_images(items: Sequence[Any]) -> list[np.ndarray]:
     """Decode images (paths, PIL images, ``datasets`` image cells) once into RGB uint8 arrays."""
     return [np.asarray(load_rgb(item, where=f"image {i}")) for i, item in enumerate(items)]
+
+
+def pixel_values_of(adapter: Any, images: Sequence[np.ndarray], batch_size: int = 1024) -> torch.Tensor:
+    """The model's image processor run once over decoded images: ``(N, 3, H, W)`` float32 on the CPU."""
+    chunks = [
+        adapter.preprocess_images(images[i : i + batch_size]).cpu() for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty(0)
 
 
 def build_counterfactuals(
@@ -91,14 +103,6 @@ def build_counterfactuals(
 
     name = "train" if split == "train" else "test"
     work = cache_dir / "counterfactuals" / f"{split}-{policy}-{inpainter}-seed{seed}"
-    shared = cache_dir / "phrase_cache"
-    shared.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    # TODO(integration): DecorrelatedConfig has no phrase-cache setting (the generator keeps the parse cache
-    # in <work_dir>/phrase_cache); pointing that folder at a shared one is the minimal stand-in.
-    link = work / "phrase_cache"
-    if not link.exists():
-        link.symlink_to(shared.resolve(), target_is_directory=True)
     builder = ShapesDecorrelated(
         data_dir=str(world_dir),
         cache_dir=str(cache_dir / "builders"),
@@ -108,6 +112,7 @@ def build_counterfactuals(
         text_method="np_removal",
         seed=seed,
         work_dir=str(work),
+        phrase_cache_dir=str(cache_dir / "phrase_cache"),
     )
     builder.download_and_prepare()
     return builder.as_dataset(split=name)
@@ -234,6 +239,7 @@ def pretrain_biased(
         num_layers=config.num_layers,
         num_heads=config.num_heads,
         projection_dim=config.projection_dim,
+        intermediate_size=config.intermediate_size,
         seed=config.seed,
     )
     adapter = load_adapter(model, processor)
@@ -245,7 +251,8 @@ def pretrain_biased(
         seed=config.seed,
         max_grad_norm=config.max_grad_norm,
     )
-    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, images), args)
+    pixels = None if images is None else pixel_values_of(adapter, images)
+    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, pixels), args)
     return Path(adapter.save_pretrained(out_dir / "checkpoint"))
 
 
@@ -332,8 +339,7 @@ def run_retrieval(
                 build_counterfactuals(world_dir, "train", policy, "opencv", config.seed, cache)
             )
         ]
-        for row, pixels in zip(d_prime, decode_images([row["image"] for row in d_prime])):
-            row["image"] = pixels
+        d_prime_images = decode_images([row.pop("image") for row in d_prime])
         train_images = decode_images([r.image_path for r in records["train"]])
 
     with timer.step("retrieval: caption gallery (all splits) and its class matrix"):
@@ -366,8 +372,12 @@ def run_retrieval(
             config, words, records["train"], out / "models" / "retrieval_biased", train_images
         )
     with timer.step("retrieval: evaluate the biased model (reloaded from disk)"):
-        biased = evaluate_model(load_adapter(biased_dir), data, cache, config.eval_batch_size)
+        biased_adapter = load_adapter(biased_dir)
+        biased = evaluate_model(biased_adapter, data, cache, config.eval_batch_size)
     _echo_summary(timer, "biased model", biased)
+    train_pixels = pixel_values_of(biased_adapter, train_images)
+    for row, pixels in zip(d_prime, pixel_values_of(biased_adapter, d_prime_images)):
+        row["pixel_values"] = pixels
 
     runs: dict[str, list[dict[str, Any]]] = {"biased": [biased], "A": [], "B": []}
     for seed in config.finetune_seeds:
@@ -376,7 +386,7 @@ def run_retrieval(
             with timer.step(
                 f"retrieval: fine-tune {arm} ({label}), seed {seed}, {config.finetune_steps} steps"
             ):
-                base = RandomCaptionImages(records["train"], seed, train_images)
+                base = RandomCaptionImages(records["train"], seed, train_pixels)
                 dataset = base if arm == "A" else torch.utils.data.ConcatDataset([base, d_prime])
                 args = _training_args(
                     config,

@@ -86,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config-name", type=_config_name, default=None, help="config name in the card (default: the split)"
     )
     parser.add_argument("--work-dir", default=None, help="shard directory (default: <out>/.work/<config>)")
+    parser.add_argument(
+        "--phrase-cache-dir",
+        default=None,
+        help="noun-phrase parse cache (default: <work-dir>/phrase_cache); share one across runs on the same captions",
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
     parser.add_argument("--card-template", default=None, help="README.md template with <!-- PROVENANCE -->")
     parser.add_argument(
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         num_processes=state.num_processes,
         overwrite=args.overwrite,
         manifest_extra={"source_dir": str(data_dir.resolve())},
+        phrase_cache_dir=args.phrase_cache_dir,
     )
     state.wait_for_everyone()
     if not state.is_main_process:

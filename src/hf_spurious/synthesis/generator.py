@@ -651,13 +651,15 @@ def generate_counterfactuals(
     inpainter=None,
     text_side: TextSide | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    phrase_cache_dir: str | Path | None = None,
 ) -> GenerationResult:
     """Generate (or resume) the shards of this process into ``work_dir``.
 
     ``process_index``/``num_processes`` default to ``accelerate.PartialState()``; each process handles
     the shards ``k % num_processes == process_index`` that are not done yet. ``max_shards`` stops after
     that many newly written shards (an interruption, for tests). Call :func:`merge_shards` (main process,
-    after every process finished) to build the final files.
+    after every process finished) to build the final files. ``phrase_cache_dir`` (default
+    ``<work_dir>/phrase_cache``) holds the noun-phrase parses; runs over the same captions can share one.
     """
     records = sort_records(records)
     if settings.max_images is not None:
@@ -700,7 +702,8 @@ def generate_counterfactuals(
                 source_dir = (manifest_extra or {}).get("source_dir")
                 options["world_dir"] = source_dir or str(Path(records[0].image_path).parents[2])
             inpainter = get_inpainter(settings.inpainter, **options)
-        text_side = text_side or TextSide(settings, phrase_cache_dir=work / "phrase_cache")
+        cache = Path(phrase_cache_dir) if phrase_cache_dir is not None else work / "phrase_cache"
+        text_side = text_side or TextSide(settings, phrase_cache_dir=cache)
         _run_shards(work, mine, records, settings, text_side, inpainter, show_progress and process_index == 0)
     done = [k for k in range(n_shards) if shard_done(work, k)]
     return GenerationResult(work, n_shards, done, mine, time.perf_counter() - t0)

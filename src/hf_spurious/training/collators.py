@@ -3,7 +3,9 @@
 Rows are dicts (a ``datasets.Dataset`` row or a plain dict). Images may be a PIL image, a file path,
 an ``{"bytes": ..., "path": ...}`` dict (the ``datasets.Image`` storage form) or an ``HxWx3`` uint8 array.
 Rows that carry cached features (``image_features`` / ``text_features``, see
-:mod:`hf_spurious.training.features`) are stacked instead of being processed.
+:mod:`hf_spurious.training.features`) are stacked instead of being processed, and so are rows that carry
+preprocessed ``pixel_values`` (the image processor's output for one image, e.g. from ``dataset.map``):
+only their captions are tokenized.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ def _int_column(rows: Sequence[dict[str, Any]], key: str, default: int | None = 
 class RetrievalCollator:
     """Image–caption pairs -> ``pixel_values``, ``input_ids``, ``attention_mask``, ``is_counterfactual``.
 
-    Columns: ``image`` and ``caption`` (or cached ``image_features`` and ``text_features``); optional
-    ``is_counterfactual`` (bool, D′ rows) and ``image_id`` (for eval Recall@K; mapped to ``image_index``
-    by the trainer).
+    Columns: ``image`` (or preprocessed ``pixel_values``) and ``caption``, or cached ``image_features`` and
+    ``text_features``; optional ``is_counterfactual`` (bool, D′ rows) and ``image_id`` (for eval Recall@K;
+    mapped to ``image_index`` by the trainer). ``processor`` is a CLIP/BLIP processor (its ``tokenizer`` handles the captions).
     """
 
     processor: Any = None
@@ -61,16 +63,19 @@ class RetrievalCollator:
         else:
             if self.processor is None:
                 raise ValueError("RetrievalCollator needs a processor for raw images and captions")
-            images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
-            captions = [str(r[self.caption_key]) for r in rows]
-            enc = self.processor(
-                images=images,
-                text=captions,
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-            )
+            text = {
+                "text": [str(r[self.caption_key]) for r in rows],
+                "return_tensors": "pt",
+                "padding": True,
+                "truncation": True,
+                "max_length": self.max_length,
+            }
+            if "pixel_values" in rows[0]:
+                enc = dict(self.processor.tokenizer(**text))
+                enc["pixel_values"] = _stack(rows, "pixel_values")
+            else:
+                images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+                enc = self.processor(images=images, **text)
             out["pixel_values"] = enc["pixel_values"]
             out["input_ids"] = enc["input_ids"]
             out["attention_mask"] = enc["attention_mask"]
