@@ -480,6 +480,7 @@ def test_torchrun_two_processes_match(shapes_world, reference_run, tmp_path):
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(2 processes)" in proc.stdout  # the two processes saw each other and split the shards
     got = sorted((out / "test").glob("*.parquet"))
     assert [f.read_bytes() for f in got] == [f.read_bytes() for f in files]
 

@@ -449,6 +449,21 @@ def test_feature_cache_is_reused_by_fingerprint(clip_dir, tmp_path):
     np.testing.assert_allclose(first["image_features"], direct, rtol=1e-5, atol=1e-6)
 
 
+def test_feature_rows_match_the_cached_dataset(clip_dir, tmp_path):
+    from hf_spurious.training.features import cache_features, feature_rows
+
+    tr = _trainer(clip_dir, _args(tmp_path))
+    cached = cache_features(tr.adapter, _rows(7), task="classification", cache_dir=tmp_path / "fc")
+    rows = feature_rows(cached)
+    assert isinstance(rows, list) and len(rows) == len(cached) == 7
+    for i, row in enumerate(rows):
+        expected = cached[i]
+        assert set(row) == set(expected)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(row[key], value)
+    assert feature_rows(cached, max_bytes=0) is cached  # too large for memory: stays memory-mapped
+
+
 # ----------------------------------------------------------------------------- logging, eval, bad input
 def test_terms_are_logged_and_eval_reports_group_accuracies(clip_dir, tmp_path):
     tr = _trainer(

@@ -29,6 +29,7 @@ from hf_spurious.synthesis.generator import (
     SynthesisSettings,
     decorrelated_features,
     generate_counterfactuals,
+    process_state,
     shard_done,
 )
 
@@ -121,9 +122,7 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
         settings = prepare_settings(self._settings(), Path(data_dir))
         records = load_source_records(settings, data_dir)
         work = Path(self.config.work_dir) if self.config.work_dir else self._default_work_dir(settings)
-        from accelerate import PartialState
-
-        state = PartialState()  # under `accelerate launch`, each process writes its own shards
+        state = process_state()  # under `accelerate launch` / torchrun, each process writes its own shards
         result = generate_counterfactuals(
             records,
             settings,

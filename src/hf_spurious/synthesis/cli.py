@@ -136,15 +136,13 @@ def settings_from_args(args: argparse.Namespace, num_records: int | None = None)
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from accelerate import PartialState
-
     from hf_spurious.data.builders import load_source_records, prepare_settings
     from hf_spurious.data.hub import check_config_name, export_parquet, push_decorrelated_to_hub
-    from hf_spurious.synthesis.generator import generate_counterfactuals
+    from hf_spurious.synthesis.generator import generate_counterfactuals, process_state
 
     # the config name becomes part of the work and export paths: validate it before anything is touched
     config_name = check_config_name(args.config_name or args.split)
-    state = PartialState()
+    state = process_state()
     settings = settings_from_args(args)
     data_dir = Path(args.data_dir)
     settings = prepare_settings(settings, data_dir)
@@ -169,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
     export_parquet(work, out, config_name=config_name, split=settings.split, card_template=args.card_template)
     stats = json.loads((out / "provenance.json").read_text())[config_name]["stats"]
     print(
-        f"{stats['rows']} rows from {stats['images']} images ({stats['eligible']} eligible) in {result.seconds:.1f} s; "
-        f"skipped: {stats['skipped']}"
+        f"{stats['rows']} rows from {stats['images']} images ({stats['eligible']} eligible) in {result.seconds:.1f} s "
+        f"({state.num_processes} process{'es' if state.num_processes > 1 else ''}); skipped: {stats['skipped']}"
     )
     print(f"wrote {out} (load with datasets.load_dataset({str(out)!r}, {config_name!r}))")
     if args.push_to_hub:

@@ -638,6 +638,18 @@ def _manifest(
     }
 
 
+def process_state() -> Any:
+    """This process's ``accelerate.PartialState``. Without an accelerator (or under ``accelerate launch
+    --cpu``) it asks for the CPU backend: plain ``PartialState()`` would report one process in each
+    ``torchrun`` / ``accelerate launch`` process there, and every process would write every shard."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.accelerator.is_available()
+    return PartialState(cpu=cpu)
+
+
 def generate_counterfactuals(
     records: Iterable[SceneRecord],
     settings: SynthesisSettings,
@@ -655,7 +667,7 @@ def generate_counterfactuals(
 ) -> GenerationResult:
     """Generate (or resume) the shards of this process into ``work_dir``.
 
-    ``process_index``/``num_processes`` default to ``accelerate.PartialState()``; each process handles
+    ``process_index``/``num_processes`` default to :func:`process_state`; each process handles
     the shards ``k % num_processes == process_index`` that are not done yet. ``max_shards`` stops after
     that many newly written shards (an interruption, for tests). Call :func:`merge_shards` (main process,
     after every process finished) to build the final files. ``phrase_cache_dir`` (default
@@ -665,9 +677,7 @@ def generate_counterfactuals(
     if settings.max_images is not None:
         records = records[: settings.max_images]
     if process_index is None or num_processes is None:
-        from accelerate import PartialState
-
-        state = PartialState()
+        state = process_state()
         process_index, num_processes = state.process_index, state.num_processes
     if not 0 <= process_index < num_processes:
         raise ValueError(f"process_index {process_index} outside [0, {num_processes})")

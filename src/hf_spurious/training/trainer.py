@@ -312,29 +312,21 @@ class SpuriousAwareTrainer(Trainer):
     def _cache(
         self, args: SpuriousTrainingArguments, processor: Any, cache_dir: str, *datasets_: Any
     ) -> list[Any]:
-        from .features import cache_features
+        """Cached-feature versions of the datasets (in-memory rows, see :func:`~.features.feature_rows`)."""
+        from .features import cache_features, feature_rows
 
-        out = []
+        def cached(ds: Any) -> Any:
+            if ds is None or (len(ds) and "image_features" in ds[0]):
+                return ds
+            return feature_rows(
+                cache_features(self.adapter, ds, task=args.task, cache_dir=cache_dir, processor=processor)
+            )
+
         with args.main_process_first(desc="feature cache"):
-            for ds in datasets_:
-                if isinstance(ds, dict):
-                    out.append(
-                        {
-                            k: cache_features(
-                                self.adapter, v, task=args.task, cache_dir=cache_dir, processor=processor
-                            )
-                            for k, v in ds.items()
-                        }
-                    )
-                elif ds is None or (len(ds) and "image_features" in ds[0]):
-                    out.append(ds)
-                else:
-                    out.append(
-                        cache_features(
-                            self.adapter, ds, task=args.task, cache_dir=cache_dir, processor=processor
-                        )
-                    )
-        return out
+            return [
+                {k: cached(v) for k, v in ds.items()} if isinstance(ds, dict) else cached(ds)
+                for ds in datasets_
+            ]
 
     def _prompt_texts(self, args: SpuriousTrainingArguments) -> dict[str, list[str]]:
         """Prompt groups: 'class' (templates x classes, template-major) and the attribute prompts."""
