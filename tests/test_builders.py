@@ -663,6 +663,25 @@ def test_an_empty_edited_caption_is_never_kept(split):
     assert side.check("A dog on the grass", ("frisbee",), ("dog",)) is None
 
 
+def test_prepare_parses_only_captions_that_mention_a_removed_class():
+    from types import SimpleNamespace
+
+    from hf_spurious.synthesis.generator import TextSide
+
+    side = TextSide(_settings(text_method="np_removal"))
+    parsed: list[str] = []
+    side._extractor = SimpleNamespace(chunk_spans=lambda captions, progress: parsed.extend(captions))
+    records = [
+        SimpleNamespace(captions=["A dog catches a frisbee.", "A dog on grass.", "Two dogs."]),
+        SimpleNamespace(captions=["A horse and a person.", "A horse in a field."]),
+    ]
+    assert side.prepare(records, [("frisbee",), ("person",)]) == [None, None]
+    assert parsed == ["A dog catches a frisbee.", "A horse and a person."]
+    parsed.clear()
+    side.prepare(records)  # without the removed classes: every caption
+    assert parsed == [c for r in records for c in r.captions]
+
+
 def test_empty_generated_captions_are_counted(test_records, tmp_path):
     """text_method="captioner": an image whose generated caption is empty is skipped and counted."""
     from hf_spurious.synthesis.generator import EDIT_EMPTY, TextSide

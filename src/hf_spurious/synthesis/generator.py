@@ -230,9 +230,13 @@ class TextSide:
     def annotated(self) -> bool:
         return self.settings.source == "flickr30k"
 
-    def prepare(self, records: Sequence[SceneRecord]) -> list[list[list[Phrase]] | None]:
-        """Flickr30k: the annotated phrases per caption. Others: parse every caption once (batched spaCy,
-        cached by the extractor) so the per-caption edits below hit the cache; returns None per record."""
+    def prepare(
+        self, records: Sequence[SceneRecord], removed: Sequence[Iterable[str]] | None = None
+    ) -> list[list[list[Phrase]] | None]:
+        """Flickr30k: the annotated phrases per caption. Others: parse the captions that can be edited once
+        (batched spaCy, cached by the extractor) so the per-caption edits below hit the cache; returns None
+        per record. With ``removed`` (the classes removed from each record), only the captions that mention
+        one of them are parsed: the others are never candidates."""
         if self.annotated():
             out: list[list[list[Phrase]] | None] = []
             for r in records:
@@ -242,10 +246,15 @@ class TextSide:
                     )
                 out.append([list(p) for p in r.caption_phrases])
             return out
-        flat = [c for r in records for c in r.captions]
-        if flat and self.settings.text_method == "np_removal":
-            self.extractor.chunk_spans(flat, progress=False)
+        if self.settings.text_method == "np_removal":
+            gone = [None] * len(records) if removed is None else [set(g) for g in removed]
+            flat = [c for r, g in zip(records, gone) for c in r.captions if g is None or self._mentions(c, g)]
+            if flat:
+                self.extractor.chunk_spans(flat, progress=False)
         return [None] * len(records)
+
+    def _mentions(self, caption: str, removed: set[str]) -> bool:
+        return bool(self.vocabulary.classes_in(caption) & removed)
 
     def candidates(
         self, captions: Sequence[str], phrases: Sequence[Sequence[Phrase]] | None, removed: Sequence[str], rng
@@ -256,7 +265,7 @@ class TextSide:
         order = [int(i) for i in rng.permutation(len(captions))]
         if phrases is not None:
             return [i for i in order if any(p.classes & removed_set for p in phrases[i])]
-        return [i for i in order if self.vocabulary.classes_in(captions[i]) & removed_set]
+        return [i for i in order if self._mentions(captions[i], removed_set)]
 
     def edit(self, caption: str, phrases: Sequence[Phrase] | None, removed, kept, rng) -> str:
         from hf_spurious import text
@@ -346,7 +355,9 @@ def _plan_shard(records, settings, text_side, stats) -> list[_Job]:
             stats.skip(ex.reason, rec.image_id)
             continue
         planned.append((rec, ex.plan, rng))
-    all_phrases = text_side.prepare([p[0] for p in planned]) if planned else []
+    all_phrases = (
+        text_side.prepare([p[0] for p in planned], [p[1].removed_classes for p in planned]) if planned else []
+    )
     for (rec, plan, rng), phrases in zip(planned, all_phrases):
         cands = text_side.candidates(rec.captions, phrases, plan.removed_classes, rng)
         if not cands:
