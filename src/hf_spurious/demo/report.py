@@ -187,12 +187,20 @@ def bar_chart(
         stats = [mean_std(v) for v in series[name]]
         means = [0.0 if math.isnan(m) else m for m, _ in stats]
         stds = [0.0 if math.isnan(s) else s for _, s in stats]
-        bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
-        for bar, (m, _) in zip(bars, stats):
+        spread = any(len(v) > 1 for v in series[name])  # one seed: no whisker to draw
+        bars = ax.bar(
+            x + (j - (len(names) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds if spread else None,
+            capsize=3,
+            label=name,
+        )
+        for bar, (m, _), sd in zip(bars, stats, stds):
             if not math.isnan(m):
                 ax.annotate(
                     f"{m:.0f}",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height() + (sd if spread else 0.0)),
                     ha="center",
                     va="bottom",
                     fontsize=7,
