@@ -455,3 +455,6 @@ def test_decode_images_keeps_pixels_and_preprocessed_rows_collate_like_raw_ones(
         torch.testing.assert_close(fast[key], raw[key], rtol=0, atol=0)
     with pytest.raises(ValueError, match="one per record"):
         RandomCaptionImages(records, 0, pre[:1])
+    mixed = [RandomCaptionImages(records, 0, pre)[0], RandomCaptionImages(records, 0)[1]]
+    with pytest.raises(ValueError, match="row 1 has no 'pixel_values'"):
+        collate(mixed)

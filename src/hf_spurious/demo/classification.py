@@ -73,16 +73,13 @@ def pretrain_records(world_dir: Path) -> list[Any]:
 
 def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -> Path:
     """A tiny CLIP trained from scratch on the web set (place and bird agree 90 %); saved and returned."""
-    from hf_spurious.models import load_adapter
-    from hf_spurious.models.tiny import tiny_clip
-
     from .retrieval import (
         RandomCaptionImages,
-        _training_args,
         caption_words,
         decode_images,
+        new_clip,
         pixel_values_of,
-        train_retrieval,
+        pretrain_clip,
     )
 
     words = caption_words(
@@ -91,30 +88,17 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
         + list(ATTRIBUTE_NAMES)
         + [t.format("") for t in TEMPLATES]
     )
-    seed_everything(config.seed)
-    model, processor = tiny_clip(
-        words,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        hidden_size=config.hidden_size,
-        num_layers=config.num_layers,
-        num_heads=config.num_heads,
-        projection_dim=config.projection_dim,
-        intermediate_size=config.intermediate_size,
-        seed=config.seed,
-    )
-    args = _training_args(
+    clip = new_clip(config, words)
+    pixels = pixel_values_of(clip, decode_images([r.image_path for r in records]))
+    return pretrain_clip(
         config,
-        out_dir / "trainer",
+        clip,
+        RandomCaptionImages(records, config.seed, pixels),
+        out_dir,
         steps=config.cls_pretrain_steps,
         lr=config.cls_pretrain_lr,
-        seed=config.seed,
         max_grad_norm=config.cls_max_grad_norm,
     )
-    adapter = load_adapter(model, processor)
-    pixels = pixel_values_of(adapter, decode_images([r.image_path for r in records]))
-    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, pixels), args)
-    return Path(adapter.save_pretrained(out_dir / "checkpoint"))
 
 
 def _arm_args(config: DemoConfig, arm: Arm, seed: int, output_dir: Path, cache_dir: Path) -> Any:

@@ -219,14 +219,8 @@ def train_retrieval(adapter: Any, dataset: Any, args: Any) -> Any:
     return trainer.adapter
 
 
-def pretrain_biased(
-    config: DemoConfig,
-    words: list[str],
-    records: Sequence[Any],
-    out_dir: Path,
-    images: Sequence[np.ndarray] | None = None,
-) -> Path:
-    """Train a tiny CLIP from scratch on the biased train split; save it with ``save_pretrained``."""
+def new_clip(config: DemoConfig, words: Sequence[str]) -> Any:
+    """A random tiny CLIP of the demo's sizes (seeded), tokenizer built from ``words``, as an adapter."""
     from hf_spurious.models import load_adapter
     from hf_spurious.models.tiny import tiny_clip
 
@@ -242,18 +236,24 @@ def pretrain_biased(
         intermediate_size=config.intermediate_size,
         seed=config.seed,
     )
-    adapter = load_adapter(model, processor)
+    return load_adapter(model, processor)
+
+
+def pretrain_clip(
+    config: DemoConfig,
+    adapter: Any,
+    dataset: Any,
+    out_dir: Path,
+    *,
+    steps: int,
+    lr: float,
+    max_grad_norm: float,
+) -> Path:
+    """Train a :func:`new_clip` from scratch on a biased set (L_CLIP); save it with ``save_pretrained``."""
     args = _training_args(
-        config,
-        out_dir / "trainer",
-        steps=config.pretrain_steps,
-        lr=config.pretrain_lr,
-        seed=config.seed,
-        max_grad_norm=config.max_grad_norm,
+        config, out_dir / "trainer", steps=steps, lr=lr, seed=config.seed, max_grad_norm=max_grad_norm
     )
-    pixels = None if images is None else pixel_values_of(adapter, images)
-    adapter = train_retrieval(adapter, RandomCaptionImages(records, config.seed, pixels), args)
-    return Path(adapter.save_pretrained(out_dir / "checkpoint"))
+    return Path(train_retrieval(adapter, dataset, args).save_pretrained(out_dir / "checkpoint"))
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -368,16 +368,22 @@ def run_retrieval(
     words = caption_words(captions + [row["caption"] for row in d_prime])
 
     with timer.step(f"retrieval: pretrain the biased tiny CLIP ({config.pretrain_steps} steps)"):
-        biased_dir = pretrain_biased(
-            config, words, records["train"], out / "models" / "retrieval_biased", train_images
+        clip = new_clip(config, words)
+        train_pixels = pixel_values_of(clip, train_images)  # the same processor is saved with the checkpoint
+        for row, pixels in zip(d_prime, pixel_values_of(clip, d_prime_images)):
+            row["pixel_values"] = pixels
+        biased_dir = pretrain_clip(
+            config,
+            clip,
+            RandomCaptionImages(records["train"], config.seed, train_pixels),
+            out / "models" / "retrieval_biased",
+            steps=config.pretrain_steps,
+            lr=config.pretrain_lr,
+            max_grad_norm=config.max_grad_norm,
         )
     with timer.step("retrieval: evaluate the biased model (reloaded from disk)"):
-        biased_adapter = load_adapter(biased_dir)
-        biased = evaluate_model(biased_adapter, data, cache, config.eval_batch_size)
+        biased = evaluate_model(load_adapter(biased_dir), data, cache, config.eval_batch_size)
     _echo_summary(timer, "biased model", biased)
-    train_pixels = pixel_values_of(biased_adapter, train_images)
-    for row, pixels in zip(d_prime, pixel_values_of(biased_adapter, d_prime_images)):
-        row["pixel_values"] = pixels
 
     runs: dict[str, list[dict[str, Any]]] = {"biased": [biased], "A": [], "B": []}
     for seed in config.finetune_seeds:

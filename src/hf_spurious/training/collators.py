@@ -71,7 +71,13 @@ class RetrievalCollator:
                 "max_length": self.max_length,
             }
             if "pixel_values" in rows[0]:
-                enc = dict(self.processor.tokenizer(**text))
+                raw = [i for i, r in enumerate(rows) if "pixel_values" not in r]
+                if raw:
+                    raise ValueError(
+                        f"row {raw[0]} has no 'pixel_values' but row 0 has: a batch must be all preprocessed "
+                        "images or all raw images"
+                    )
+                enc = dict(getattr(self.processor, "tokenizer", self.processor)(**text))
                 enc["pixel_values"] = _stack(rows, "pixel_values")
             else:
                 images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
