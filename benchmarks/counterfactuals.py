@@ -28,7 +28,9 @@ from _report import write_section
 
 from hf_spurious.images import encode_png, read_rgb_array
 from hf_spurious.records import SceneRecord
-from hf_spurious.synthesis.generator import SynthesisSettings, TextSide, generate_counterfactuals
+from hf_spurious.synthesis.captions import TextSide
+from hf_spurious.synthesis.generator import generate_counterfactuals
+from hf_spurious.synthesis.settings import SynthesisSettings
 
 CLASSES = [
     ("dog", "a brown dog"),
@@ -89,14 +91,9 @@ def baseline(records: list[SceneRecord], workers: int) -> None:
 
 def stage_profile(records: list[SceneRecord], text_side: TextSide) -> list[tuple[str, float]]:
     """CPU milliseconds per image of each stage, one thread, on ``records`` (where the time goes)."""
-    from hf_spurious.synthesis.generator import (
-        ShardStats,
-        _plan_shard,
-        _rows,
-        _write_parquet,
-        decorrelated_features,
-    )
+    from hf_spurious.synthesis.generator import job_rows, plan_shard
     from hf_spurious.synthesis.inpaint import get_inpainter
+    from hf_spurious.synthesis.shards import ShardStats, decorrelated_features, write_parquet
 
     settings = SynthesisSettings(source="coco", split="test")
     n, out = len(records), []
@@ -109,7 +106,7 @@ def stage_profile(records: list[SceneRecord], text_side: TextSide) -> list[tuple
 
     jobs = stage(
         "planning + caption choice + NP removal",
-        lambda: _plan_shard(records, settings, text_side, ShardStats(0)),
+        lambda: plan_shard(records, settings, text_side, ShardStats(0)),
     )
     images = stage("JPEG decode", lambda: [read_rgb_array(j.record.image_path) for j in jobs])
     for spec in ("opencv:telea", "opencv:ns"):
@@ -120,16 +117,16 @@ def stage_profile(records: list[SceneRecord], text_side: TextSide) -> list[tuple
         )
     pngs = stage("PNG encode, image", lambda: [encode_png(f) for f in filled])
     masks = stage("PNG encode, mask", lambda: [encode_png(j.plan.mask.astype(np.uint8) * 255) for j in jobs])
-    rows = [r for j, p, m in zip(jobs, pngs, masks) for r in _rows(j, p, m, settings, inp)]
+    rows = [r for j, p, m in zip(jobs, pngs, masks) for r in job_rows(j, p, m, settings, inp)]
     import pyarrow as pa
 
     with tempfile.TemporaryDirectory() as tmp:
-        _write_parquet(
+        write_parquet(
             pa.Table.from_pylist(rows[:1], schema=decorrelated_features().arrow_schema), Path(tmp) / "w"
         )
         stage(
             "parquet shard (arrow table + zstd write)",
-            lambda: _write_parquet(
+            lambda: write_parquet(
                 pa.Table.from_pylist(rows, schema=decorrelated_features().arrow_schema),
                 Path(tmp) / "s.parquet",
             ),

@@ -74,7 +74,7 @@ def make_class_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], li
 
 
 def part_chunked(args: argparse.Namespace) -> dict:
-    from hf_spurious.evaluation.engine import topk_similarities
+    from hf_spurious.evaluation.topk import topk_similarities
     from hf_spurious.metrics import odmap_at_k, removed_mention_rate_at_k
 
     t0 = time.perf_counter()

@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from _report import write_section
 
-from hf_spurious.data import ClassificationWorldConfig, generate_world, read_waterbirds
 from hf_spurious.models.tiny import save_tiny
+from hf_spurious.sources import read_waterbirds
 from hf_spurious.training import SpuriousAwareTrainer, SpuriousTrainingArguments
-from hf_spurious.training.data import classification_rows
+from hf_spurious.training.rows import classification_rows
+from hf_spurious.world import ClassificationWorldConfig, generate_world
 
 
 def _args(out: Path, cached: bool, epochs: int) -> SpuriousTrainingArguments:

@@ -15,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hf_spurious.cache import ArrayStore
 from hf_spurious.text import PhraseExtractor, caption_class_matrix
 from hf_spurious.vocab import load_vocabulary
 
@@ -80,9 +81,10 @@ def main() -> None:
     _, w, c = timed(lambda: [voc.mentions(x) for x in caps])
     rows.append(("ClassVocabulary.mentions (char spans)", args.n, w, c))
     with tempfile.TemporaryDirectory() as d:
-        _, w, c = timed(lambda: caption_class_matrix(caps, voc, cache_dir=d, progress=False))
-        rows.append(("caption_class_matrix lexical (+ npz cache write)", args.n, w, c))
-        _, w, c = timed(lambda: caption_class_matrix(caps, voc, cache_dir=d, progress=False))
+        store = ArrayStore(d)
+        _, w, c = timed(lambda: caption_class_matrix(caps, voc, cache=store, progress=False))
+        rows.append(("caption_class_matrix lexical (+ npy cache write)", args.n, w, c))
+        _, w, c = timed(lambda: caption_class_matrix(caps, voc, cache=store, progress=False))
         rows.append(("caption_class_matrix lexical, cache hit", args.n, w, c))
     if args.spacy:
         ex = PhraseExtractor()

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_section
 
-from hf_spurious.data._draw import encode_png
-from hf_spurious.data.world import ClassificationWorldConfig, World, WorldConfig, draw_scene, generate_world
+from hf_spurious.images import encode_png
+from hf_spurious.world import ClassificationWorldConfig, World, WorldConfig, draw_scene, generate_world
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

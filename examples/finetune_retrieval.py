@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from hf_spurious.training.cli import main
+from hf_spurious.cli.train import main
 
 
 def _is_blip(model: str) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from hf_spurious.training.cli import main
+from hf_spurious.cli.train import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -34,7 +34,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shapes_world(tmp_path_factory) -> Path:
     """A small retrieval SpuriousShapes world in the COCO / Karpathy layout (read it with the readers)."""
-    from hf_spurious.data.world import WorldConfig, generate_world
+    from hf_spurious.world import WorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("shapes_world")
     generate_world(WorldConfig(train_size=60, val_size=20, test_size=30, seed=0), out)
@@ -44,7 +44,7 @@ def shapes_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def waterbirds_world(tmp_path_factory) -> Path:
     """A small classification SpuriousShapes world in the WILDS Waterbirds layout."""
-    from hf_spurious.data.world import ClassificationWorldConfig, generate_world
+    from hf_spurious.world import ClassificationWorldConfig, generate_world
 
     out = tmp_path_factory.mktemp("waterbirds_world")
     generate_world(

@@ -20,15 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from hf_spurious.data.builders import ShapesDecorrelated, build_gallery, load_source_records, world_pairs
-from hf_spurious.data.hub import export_parquet, push_decorrelated_to_hub
+from hf_spurious.data.export import export_parquet, push_decorrelated_to_hub
 from hf_spurious.records import SceneRecord
-from hf_spurious.synthesis.generator import (
-    SynthesisError,
-    SynthesisSettings,
-    collect_stats,
-    generate_counterfactuals,
-    merge_shards,
-)
+from hf_spurious.synthesis.generator import generate_counterfactuals
+from hf_spurious.synthesis.settings import SynthesisError, SynthesisSettings
+from hf_spurious.synthesis.shards import collect_stats, merge_shards
 from hf_spurious.vocab import load_vocabulary
 
 VOCAB = load_vocabulary("shapes")
@@ -202,7 +198,7 @@ def test_partner_policy_and_oracle_builder(shapes_world, test_records, tmp_path)
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
     assert len(ds) > 0 and ds.features["image"].__class__.__name__ == "Image"
-    from hf_spurious.data.world import load_world
+    from hf_spurious.world import load_world
 
     world = load_world(shapes_world)
     by_id = {r.image_id: r for r in test_records}
@@ -276,6 +272,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_diffusers_end_to_end_from_local_dir(test_records, tiny_model_dir, tmp_path, one_torch_thread):
     model = tiny_model_dir("inpaint")
     settings = _settings(
@@ -463,6 +460,7 @@ def test_cli_end_to_end(shapes_world, tmp_path):
     assert len(ds) == meta["stats"]["rows"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match(shapes_world, reference_run, tmp_path):
     """One real 2-process run (torchrun, gloo): the same bytes as the in-process single run."""
     _, _, files = reference_run
@@ -653,7 +651,8 @@ def test_segmentation_masks_in_the_generator(test_records, tmp_path):
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_an_empty_edited_caption_is_never_kept(split):
     """np_removal can delete every word ("Frisbee!" -> ""); whatever the split, that is a counted skip."""
-    from hf_spurious.synthesis.generator import EDIT_EMPTY, TextSide
+    from hf_spurious.synthesis.captions import TextSide
+    from hf_spurious.synthesis.settings import EDIT_EMPTY
 
     side = TextSide(_settings(split=split, spacy_model="lexical"))
     edited = side.edit("Frisbee!", None, ("frisbee",), ("dog",), np.random.default_rng(0))
@@ -666,7 +665,7 @@ def test_an_empty_edited_caption_is_never_kept(split):
 def test_prepare_parses_only_captions_that_mention_a_removed_class():
     from types import SimpleNamespace
 
-    from hf_spurious.synthesis.generator import TextSide
+    from hf_spurious.synthesis.captions import TextSide
 
     side = TextSide(_settings(text_method="np_removal"))
     parsed: list[str] = []
@@ -684,7 +683,8 @@ def test_prepare_parses_only_captions_that_mention_a_removed_class():
 
 def test_empty_generated_captions_are_counted(test_records, tmp_path):
     """text_method="captioner": an image whose generated caption is empty is skipped and counted."""
-    from hf_spurious.synthesis.generator import EDIT_EMPTY, TextSide
+    from hf_spurious.synthesis.captions import TextSide
+    from hf_spurious.synthesis.settings import EDIT_EMPTY
 
     settings = _settings(inpainter="zero", text_method="captioner", captioner="unused", max_images=16)
 
@@ -701,11 +701,11 @@ def test_empty_generated_captions_are_counted(test_records, tmp_path):
 
 @pytest.mark.parametrize("source", ["coco", "flickr30k", "shapes"])
 def test_build_scripts_read_the_repo_id_from_the_package(source, tmp_path):
-    """build.sh has no hard-coded id: its REPO/OUT defaults follow hf_spurious.data.hub (and its org)."""
+    """build.sh has no hard-coded id: its REPO/OUT defaults follow hf_spurious.data.export (and its org)."""
     import os
     import re
 
-    from hf_spurious.data.hub import DATASET_REPOS, dataset_repo_id
+    from hf_spurious.hub import DATASET_REPOS, dataset_repo_id
 
     assert dataset_repo_id(source) == DATASET_REPOS[source]
     with pytest.raises(ValueError, match="no dataset repo"):
@@ -733,8 +733,8 @@ def test_build_scripts_read_the_repo_id_from_the_package(source, tmp_path):
 def test_unsafe_config_names_are_rejected_before_any_path_is_used(name, tmp_path, capsys):
     import argparse
 
+    from hf_spurious.cli import counterfactuals as cli
     from hf_spurious.cli import main
-    from hf_spurious.synthesis import cli
 
     out = tmp_path / "nest" / "out"
     argv = ["--data-dir", str(tmp_path / "missing"), "--out", str(out), "--config-name", name]
@@ -756,21 +756,21 @@ def test_unsafe_config_names_are_rejected_before_any_path_is_used(name, tmp_path
 def test_shard_writes_overlap_but_fail_loudly_and_resume(test_records, reference_run, tmp_path, monkeypatch):
     """Shards are written by a background thread: a failed write surfaces, the run resumes to the same bytes,
     and the PNG columns are stored without dictionary pages (they cost time and never pay off)."""
-    from hf_spurious.synthesis import generator
+    from hf_spurious.synthesis import generator, shards
 
     settings, _, ref_files = reference_run
-    real = generator._write_shard
+    real = generator.write_shard
 
     def flaky(work, shard, rows, stats):
         if shard == 1:
             raise OSError("disk full")
         real(work, shard, rows, stats)
 
-    monkeypatch.setattr(generator, "_write_shard", flaky)
+    monkeypatch.setattr(generator, "write_shard", flaky)
     with pytest.raises(OSError, match="disk full"):
         _run(test_records, settings, tmp_path / "w")
-    assert generator.shard_done(tmp_path / "w", 0) and not generator.shard_done(tmp_path / "w", 1)
-    monkeypatch.setattr(generator, "_write_shard", real)
+    assert shards.shard_done(tmp_path / "w", 0) and not shards.shard_done(tmp_path / "w", 1)
+    monkeypatch.setattr(generator, "write_shard", real)
     _run(test_records, settings, tmp_path / "w")
     files = merge_shards(tmp_path / "w", tmp_path / "o")
     assert [f.read_bytes() for f in files] == [f.read_bytes() for f in ref_files]

@@ -13,21 +13,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_spurious.demo.pipeline import DemoConfig, evaluate_claims
+from hf_spurious.demo.claims import evaluate_claims
+from hf_spurious.demo.config import DemoConfig
 from hf_spurious.demo.report import (
     Report,
     Visuals,
-    bar_chart,
     build_report,
     fmt,
     highlight,
     image_grid,
-    overlay_heatmap,
     png_bytes,
     render_html,
     render_markdown,
     write_report,
 )
+from hf_spurious.evaluation.plots import bar_chart, overlay_heatmap, save_overlay
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -86,6 +86,33 @@ def test_png_helpers_decode():
         assert Image.open(io.BytesIO(png)).size[0] > 10
     with pytest.raises(ValueError, match="entries for 2 groups"):
         bar_chart(["a", "b"], {"x": [[1.0]]}, title="t", ylabel="y")
+
+
+def test_save_overlay_writes_the_overlay_pixels(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    cam = rng.random((6, 7)) * 1.4 - 0.2  # out-of-range values are clipped to [0, 1]
+    path = save_overlay(img, cam, tmp_path / "sub" / "o.png", alpha=0.3)
+    blended = overlay_heatmap(img, cam, alpha=0.3)
+    assert blended.dtype == np.uint8 and blended.shape == img.shape
+    assert np.array_equal(np.asarray(Image.open(path)), blended)
+    assert np.array_equal(
+        overlay_heatmap(img, cam, alpha=1.0), overlay_heatmap(img, np.clip(cam, 0, 1), alpha=1.0)
+    )
+    with pytest.raises(ValueError, match="differ in size"):
+        save_overlay(img, np.zeros((3, 3)), tmp_path / "x.png")
+
+
+def test_demo_config_builds_the_world_configs():
+    cfg = DemoConfig.quick_preset(seed=3, cls_world={"train_agreement": 0.8})
+    world = cfg.retrieval_world_config()
+    assert (world.train_size, world.val_size, world.test_size) == (120, 30, 60)
+    assert (world.image_size, world.seed, world.p_partner, world.p_co_name) == (64, 3, 0.9, 0.75)
+    cls = cfg.classification_world_config()
+    assert (cls.train_size, cls.val_size, cls.test_size, cls.pretrain_size) == (160, 40, 40, 160)
+    assert (cls.image_size, cls.seed, cls.train_agreement) == (64, 3, 0.8)
 
 
 def _metric_set(base: float, mention: float) -> dict:
@@ -238,7 +265,7 @@ def test_report_rejects_missing_image():
 def test_cli_flags_map_to_config():
     import argparse
 
-    from hf_spurious.demo.cli import add_arguments, config_from_args
+    from hf_spurious.cli.demo import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -263,6 +290,7 @@ def quick_demo(tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow  # the quick_demo fixture runs the tiny demo end to end (~75 s on 2 cores)
 def test_quick_demo_results_json(quick_demo):
     _out, results = quick_demo
     assert {"meta", "calibration", "retrieval", "classification", "timings", "checks"} <= set(results)
@@ -298,6 +326,7 @@ def test_quick_demo_results_json(quick_demo):
     assert all(c["passed"] in (True, False) for c in results["checks"])
 
 
+@pytest.mark.slow  # the quick_demo fixture runs the tiny demo end to end (~75 s on 2 cores)
 def test_quick_demo_saved_models_reload(quick_demo):
     from hf_spurious.models import load_adapter
 
@@ -308,6 +337,7 @@ def test_quick_demo_saved_models_reload(quick_demo):
         assert emb.shape[0] == 1 and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow  # the quick_demo fixture runs the tiny demo end to end (~75 s on 2 cores)
 def test_quick_demo_report_files(quick_demo):
     from PIL import Image
 
@@ -344,6 +374,7 @@ def _numbers(results: dict) -> dict:
     return {"retrieval": results["retrieval"], "classification": results["classification"]}
 
 
+@pytest.mark.slow
 def test_quick_demo_is_deterministic(quick_demo, tmp_path):
     from safetensors.numpy import load_file
 
@@ -363,7 +394,7 @@ def test_quick_demo_is_deterministic(quick_demo, tmp_path):
 
 
 def test_caption_words_hand_worked():
-    from hf_spurious.demo.retrieval import caption_words
+    from hf_spurious.demo.models import caption_words
 
     assert caption_words(["A dog, two Frisbees!", "a stop light 3x"]) == [
         "a",
@@ -379,7 +410,7 @@ def test_caption_words_hand_worked():
 def test_random_caption_images_is_seeded_and_faithful():
     from types import SimpleNamespace
 
-    from hf_spurious.demo.retrieval import RandomCaptionImages
+    from hf_spurious.demo.models import RandomCaptionImages
 
     records = [
         SimpleNamespace(image_path=f"/img/{i}.png", captions=[f"c{i}-{j}" for j in range(5)])
@@ -431,7 +462,7 @@ def test_decode_images_keeps_pixels_and_preprocessed_rows_collate_like_raw_ones(
     import torch
     from PIL import Image
 
-    from hf_spurious.demo.retrieval import RandomCaptionImages, decode_images, pixel_values_of
+    from hf_spurious.demo.models import RandomCaptionImages, decode_images, pixel_values_of
     from hf_spurious.models import load_adapter
     from hf_spurious.training.collators import RetrievalCollator
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from hf_spurious.evaluation.engine import (
+from hf_spurious.evaluation.embedding_cache import (
     EmbeddingCache,
     embed_gallery,
     embed_queries,
     fingerprint_captions,
     fingerprint_images,
-    rerank_with_itm,
-    topk_similarities,
 )
+from hf_spurious.evaluation.rerank import rerank_with_itm
+from hf_spurious.evaluation.topk import topk_similarities
 
 
 def dense_reference(q: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,3 +204,53 @@ def test_itm_rerank_reorders_top_n_only() -> None:
         rerank_with_itm(object(), [None], captions, indices)
     with pytest.raises(ValueError, match="1 text queries for 2 rows"):
         rerank_with_itm(CountingAdapter(), imgs, ["a"], np.zeros((2, 3), np.int64), query="text")
+
+
+# ----------------------------------------------------------------------------------------- Recall@K both ways
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bidirectional_recall_matches_dense_reference(seed: int) -> None:
+    from hf_spurious.evaluation import bidirectional_recall
+    from hf_spurious.metrics import recall_at_k_from_similarity
+
+    rng = np.random.default_rng(200 + seed)
+    n_images = int(rng.integers(10, 25))
+    owner = np.concatenate([np.arange(n_images), rng.integers(0, n_images, 2 * n_images)])
+    rng.shuffle(owner)
+    for make in (lambda s: rng.normal(size=s).astype(np.float32), lambda s: _dyadic(rng, s, 1)):  # ties too
+        img, txt = make((n_images, 6)), make((len(owner), 6))
+        want = recall_at_k_from_similarity(
+            img.astype(np.float64) @ txt.astype(np.float64).T, owner, (1, 5, 10)
+        )
+        got = bidirectional_recall(img, txt, owner, (1, 5, 10), chunk_size=7, device="cpu")
+        assert (
+            list(got)
+            == list(want)
+            == [*(f"i2t_r@{k}" for k in (1, 5, 10)), *(f"t2i_r@{k}" for k in (1, 5, 10)), "rsum"]
+        )
+        assert got == want
+
+
+def test_bidirectional_recall_all_ties_and_rerank_hook() -> None:
+    from hf_spurious.evaluation import bidirectional_recall
+
+    img, txt = np.ones((4, 3), np.float32), np.ones((8, 3), np.float32)
+    owner = np.array([3, 3, 2, 2, 1, 1, 0, 0])
+    # all scores equal: ranks follow the index, so image 3's captions (0, 1) are its top-2 and caption c's
+    # top-1 image is image 0 (only captions 6 and 7 own it)
+    got = bidirectional_recall(img, txt, owner, (1, 2), device="cpu")
+    assert got["i2t_r@1"] == 25.0 and got["i2t_r@2"] == 25.0
+    assert got["t2i_r@1"] == 25.0 and got["t2i_r@2"] == 50.0
+    assert got["rsum"] == 125.0
+    seen = []
+
+    def reverse(ranked: np.ndarray, query: str) -> np.ndarray:
+        seen.append((query, ranked.shape))
+        return ranked[:, ::-1].copy()
+
+    flipped = bidirectional_recall(img, txt, owner, (2,), device="cpu", rerank=reverse)
+    assert seen == [("image", (4, 2)), ("text", (8, 2))]
+    assert flipped["i2t_r@2"] == got["i2t_r@2"] and flipped["t2i_r@2"] == got["t2i_r@2"]  # same sets at k=2
+    with pytest.raises(ValueError, match="exceeds the test set"):
+        bidirectional_recall(img, txt, owner, (5,), device="cpu")

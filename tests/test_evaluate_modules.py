@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from hf_spurious.evaluation import install
-from hf_spurious.metrics import METRIC_MODULES, METRIC_NAMESPACE, aiou_batch, group_accuracies
+from hf_spurious.cli import install_metrics as install
+from hf_spurious.hub import METRIC_MODULES, METRIC_NAMESPACE
+from hf_spurious.metrics import aiou_batch, group_accuracies
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -313,3 +314,27 @@ def test_module_folder_is_complete(name):
         "hf_spurious.metrics",
     ):
         assert marker in source
+
+
+def test_metric_info_features_are_the_datasets_types():
+    import datasets
+
+    from hf_spurious.metrics.evaluate_support import feature, metric_info
+
+    assert feature("int64") == datasets.Value("int64")
+    assert feature([[["float32"]]]) == datasets.List(datasets.List(datasets.List(datasets.Value("float32"))))
+    assert feature({"removed_classes": ["string"]}) == {
+        "removed_classes": datasets.List(datasets.Value("string"))
+    }
+    info = metric_info("d", "c", "i", {"predictions": ["string"], "references": {"removed": ["string"]}})
+    assert (info.description, info.citation, info.inputs_description) == ("d", "c", "i")
+    assert info.features == datasets.Features(
+        {
+            "predictions": datasets.List(datasets.Value("string")),
+            "references": {"removed": datasets.List(datasets.Value("string"))},
+        }
+    )
+    with pytest.raises(ValueError, match="one item"):
+        feature(["int64", "string"])
+    with pytest.raises(TypeError, match="feature spec"):
+        feature(3)

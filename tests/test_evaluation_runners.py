@@ -41,7 +41,8 @@ def counterfactual_dir(shapes_world, tmp_path_factory):
     """Oracle counterfactuals of the world's test split, saved with ``save_to_disk`` in the builder's columns."""
     import datasets
 
-    from hf_spurious.data import load_world, read_coco
+    from hf_spurious.sources import read_coco
+    from hf_spurious.world import load_world
 
     world = load_world(shapes_world)
     rows = {"image": [], "source_image_id": [], "caption": [], "removed_classes": [], "present_classes": []}
@@ -75,7 +76,7 @@ def exported_dir(counterfactual_dir, tmp_path_factory):
     """The same split exported like ``hf-spurious counterfactuals`` does (parquet + dataset card)."""
     import datasets
 
-    from hf_spurious.data.hub import export_parquet
+    from hf_spurious.data.export import export_parquet
 
     ds = datasets.load_from_disk(str(counterfactual_dir))["test"]
     out = tmp_path_factory.mktemp("export") / "shapes_decorrelated"
@@ -109,8 +110,8 @@ def naive_odmap(ranked, gallery_sets, removed, present, k):
 def test_evaluate_retrieval_matches_naive(clip, shapes_world, counterfactual_dir) -> None:
     import datasets
 
+    from hf_spurious.cli.evaluate import load_recall_set
     from hf_spurious.data import build_gallery
-    from hf_spurious.evaluation.cli import load_recall_set
 
     ds = datasets.load_from_disk(str(counterfactual_dir))["test"]
     images = [np.asarray(im) for im in ds["image"]]
@@ -152,6 +153,65 @@ def test_evaluate_retrieval_matches_naive(clip, shapes_world, counterfactual_dir
     assert [t["gallery_index"] for t in row["top"]] == ranked[0][:5]
     assert row["top"][0]["caption"] == captions[ranked[0][0]]
     assert res["num_queries"] == len(images) and res["gallery_size"] == len(captions)
+
+
+def test_recall_set_and_original_queries_from_records(shapes_world) -> None:
+    from hf_spurious.sources import read_coco
+
+    records = read_coco(shapes_world, "test", vocabulary="shapes")
+    rs = RecallSet.from_records(records)
+    captions, owner = [], []
+    for i, r in enumerate(records):  # the conversion the CLI and the demo each wrote by hand
+        captions += list(r.captions)
+        owner += [i] * len(r.captions)
+    assert rs.captions == captions and rs.caption_to_image == owner
+    assert rs.images == [str(r.image_path) for r in records]
+    assert rs.image_ids == [str(r.image_id) for r in records]
+    q = RetrievalQueries.from_records(records, name="original")
+    assert q.images == rs.images
+    assert q.removed_classes == [frozenset()] * len(records)
+    assert q.present_classes == [frozenset(r.classes) for r in records]
+    assert q.ids == [f"original/{r.image_id}" for r in records]
+    assert q.source_image_ids == [str(r.image_id) for r in records]
+    assert RetrievalQueries.from_records(records).ids == [str(r.image_id) for r in records]
+
+
+def test_queries_from_dataset_cli_and_demo_forms(counterfactual_dir) -> None:
+    import datasets
+
+    from hf_spurious.evaluation.retrieval import LazyImages
+
+    decoded = datasets.load_from_disk(str(counterfactual_dir))["test"]
+    encoded = decoded.cast_column("image", datasets.Image(decode=False))
+    n = len(decoded)
+    removed = [frozenset(x) for x in decoded["removed_classes"]]
+    present = [frozenset(x) for x in decoded["present_classes"]]
+    src = [str(x) for x in decoded["source_image_id"]]
+    # the CLI's form: row-number ids, images read lazily as {"bytes", "path"} cells
+    cli = RetrievalQueries.from_dataset(encoded)
+    assert isinstance(cli.images, LazyImages) and len(cli.images) == n
+    assert cli.images[0] == encoded[0]["image"] and cli.images[0:2] == [
+        encoded[0]["image"],
+        encoded[1]["image"],
+    ]
+    assert cli.ids == [str(i) for i in range(n)] and cli.source_image_ids == src
+    assert cli.removed_classes == removed and cli.present_classes == present
+    head = RetrievalQueries.from_dataset(encoded, max_queries=2)
+    assert head.ids == ["0", "1"] and head.removed_classes == removed[:2] and len(head.images) == 2
+    # the demo's form: named ids, decoded images held in memory
+    demo = RetrievalQueries.from_dataset(decoded, name="partner/oracle", materialize=True)
+    assert isinstance(demo.images, list) and len(demo.images) == n
+    np.testing.assert_array_equal(np.asarray(demo.images[0]), np.asarray(decoded[0]["image"]))
+    assert demo.ids == [f"partner/oracle/{s}" for s in src] and demo.source_image_ids == src
+    assert demo.removed_classes == removed and demo.present_classes == present
+    # plain row dicts convert the same way
+    rows = RetrievalQueries.from_dataset([encoded[i] for i in range(n)], name="x", max_queries=3)
+    assert rows.ids == [f"x/{s}" for s in src[:3]] and rows.images == [encoded[i]["image"] for i in range(3)]
+    with pytest.raises(ValueError, match="lack the columns"):
+        RetrievalQueries.from_dataset(encoded.remove_columns("present_classes"))
+    with pytest.raises(ValueError, match="source_image_id"):
+        RetrievalQueries.from_dataset(encoded.remove_columns("source_image_id"), name="x")
+    assert RetrievalQueries.from_dataset(encoded.remove_columns("source_image_id")).source_image_ids is None
 
 
 def test_retrieval_bad_inputs(clip) -> None:
@@ -230,7 +290,7 @@ def test_help_works(capsys) -> None:
 
 
 def test_evaluate_classification_matches_naive(clip, waterbirds_world, tmp_path) -> None:
-    from hf_spurious.data import read_waterbirds
+    from hf_spurious.sources import read_waterbirds
 
     recs = read_waterbirds(waterbirds_world, "test")
     names = ["landbird", "waterbird"]

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from hf_spurious.evaluation.aiou import aiou_for_records, aiou_over_dataset
 from hf_spurious.evaluation.gradcam import (
     ClassSimilarityTarget,
     ViTGradCAM,
-    aiou_for_records,
-    aiou_over_dataset,
     align_masks,
     class_text_embeddings,
     grid_cams,

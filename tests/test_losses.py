@@ -356,3 +356,123 @@ def test_zero_shot_logits_hand_worked():
     torch.testing.assert_close(class_prototypes(text), torch.eye(2))
     logits = zero_shot_logits(torch.tensor([[3.0, 4.0]]), text, math.log(10.0))
     torch.testing.assert_close(logits, torch.tensor([[6.0, 8.0]]))
+
+
+# ----------------------------------------------------------------------------- the objective module
+def _batch(seed=0, b=8, d=5, t=3, c=2, s=2):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(b) % c
+    attributes = (torch.arange(b) // c) % s
+    return dict(
+        img=torch.randn(b, d, generator=g),
+        labels=labels,
+        attributes=attributes,
+        class_embeds=torch.randn(t, c, d, generator=g),
+        attribute_rows=torch.randn(t * s, d, generator=g),
+        scale=torch.tensor(1.3),
+    )
+
+
+def test_objective_terms_equal_the_loss_functions():
+    import torch.nn.functional as F
+
+    from hf_spurious.losses import LOG_NAMES, TERMS, SpuriousAwareLoss
+
+    assert set(LOG_NAMES) == set(TERMS)
+    x = _batch()
+    loss = SpuriousAwareLoss(
+        clip_weight=0.7,
+        zero_shot_ce_weight=0.3,
+        image_class_weight=0.5,
+        text_class_weight=0.2,
+        image_spurious_weight=0.4,
+        text_spurious_weight=0.9,
+        itm_weight=1.0,  # ignored by classification
+    )
+    assert loss.active == ("L_CLIP", "zero_shot_ce", "L_vc", "L_lc", "L_vs", "L_ls")
+    out = loss(
+        x["img"],
+        None,
+        x["scale"],
+        labels=x["labels"],
+        attributes=x["attributes"],
+        class_embeds=x["class_embeds"],
+        attribute_embeds=x["attribute_rows"],
+    )
+    assert list(out) == ["per_example", *loss.active]
+    protos = class_prototypes(x["class_embeds"])[x["labels"]]
+    clip = clip_contrastive_loss(x["img"], protos, x["scale"], reduction="none")
+    logits = zero_shot_logits(x["img"], x["class_embeds"], x["scale"])
+    ce = F.cross_entropy(logits, x["labels"], reduction="none")
+    attr = x["attribute_rows"].reshape(3, 2, -1)
+    expected = {
+        "L_CLIP": clip.mean(),
+        "zero_shot_ce": ce.mean(),
+        "L_vc": image_class_loss(x["img"], x["labels"], x["scale"]),
+        "L_lc": text_class_loss(x["class_embeds"], x["scale"]),
+        "L_vs": image_spurious_loss(x["img"], x["attributes"], x["scale"]),
+        "L_ls": text_spurious_loss(x["class_embeds"], attr, x["labels"]),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(out[name], value, rtol=0, atol=0)
+    per_example = torch.stack([0.7 * clip, 0.3 * ce]).sum(0)
+    torch.testing.assert_close(out["per_example"], per_example, rtol=0, atol=0)
+    total = per_example.mean()
+    for name, w in (("L_vc", 0.5), ("L_lc", 0.2), ("L_vs", 0.4), ("L_ls", 0.9)):
+        total = total + w * expected[name]
+    terms = {k: v for k, v in out.items() if k != "per_example"}
+    assert loss.add_batch_terms(out["per_example"].mean(), terms).item() == total.item()
+
+
+def test_objective_retrieval_terms_and_itm_order():
+    from hf_spurious.losses import SpuriousAwareLoss
+
+    x = _batch()
+    txt = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))
+    calls = []
+
+    def itm():
+        calls.append("itm")
+        return torch.tensor(0.25)
+
+    loss = SpuriousAwareLoss("retrieval", clip_weight=2.0, image_class_weight=1.0, itm_weight=0.5)
+    assert loss.active == ("L_CLIP", "L_itm")  # class terms have no meaning for image-caption pairs
+    out = loss(x["img"], txt, x["scale"], itm_loss=itm)
+    clip = clip_contrastive_loss(x["img"], txt, x["scale"], reduction="none")
+    torch.testing.assert_close(out["per_example"], 2.0 * clip, rtol=0, atol=0)
+    torch.testing.assert_close(out["L_CLIP"], (2.0 * clip).mean() / 2.0, rtol=0, atol=0)
+    assert calls == ["itm"] and out["L_itm"].item() == 0.25
+    assert loss.add_batch_terms(torch.tensor(1.0), out).item() == 1.0 + 0.5 * 0.25
+    with pytest.raises(ValueError, match="itm_loss"):
+        loss(x["img"], txt, x["scale"])
+    assert SpuriousAwareLoss("retrieval").active == ("L_CLIP",)  # itm weight 0: itm_loss never called
+    assert "L_itm" not in SpuriousAwareLoss("retrieval")(x["img"], txt, x["scale"], itm_loss=itm)
+    assert calls == ["itm"]
+
+
+def test_objective_skipped_terms_are_none_and_not_added():
+    from hf_spurious.losses import SpuriousAwareLoss
+
+    x = _batch(b=4)  # 4 distinct (class, attribute) groups: class_attribute L_vs has no positive
+    kw = dict(image_spurious_weight=1.0, spurious_grouping="class_attribute")
+    inputs = dict(labels=x["labels"], attributes=x["attributes"], class_embeds=x["class_embeds"])
+    with pytest.raises(NoPositivesError):
+        SpuriousAwareLoss(**kw)(x["img"], None, x["scale"], **inputs)
+    loss = SpuriousAwareLoss(if_no_positives="skip", **kw)
+    out = loss(x["img"], None, x["scale"], **inputs)
+    assert out["L_vs"] is None
+    base = out["per_example"].mean()
+    assert loss.add_batch_terms(base, out) is base
+
+
+def test_objective_rejects_bad_weights():
+    from hf_spurious.losses import SpuriousAwareLoss
+
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        SpuriousAwareLoss(clip_weight=0.0)
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        SpuriousAwareLoss("retrieval", clip_weight=0.0, text_class_weight=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        SpuriousAwareLoss(image_class_weight=-1.0)
+    with pytest.raises(ValueError, match="task"):
+        SpuriousAwareLoss("detection")

@@ -25,6 +25,7 @@ from hf_spurious.metrics import (
     rank_spurious_attributes,
     recall_at_k,
     recall_at_k_from_similarity,
+    recall_both_directions,
     removed_mention_rate_at_k,
     retrieval_recall,
     soft_iou,
@@ -341,6 +342,42 @@ def test_recall_ranked_arrays_hand_worked_and_generic():
         "recall@1": 0.0,
         "recall@3": 50.0,
     }
+
+
+def test_recall_both_directions_is_recall_at_k_twice_plus_rsum():
+    owner = [0, 0, 1, 1, 2]
+    ranked_i2t = [[4, 1, 2], [0, 4, 1], [2, 3, 4]]
+    ranked_t2i = [[0, 1], [1, 0], [1, 2], [1, 0], [0, 1]]
+    res = recall_both_directions(ranked_i2t, ranked_t2i, owner, k=(1, 2))
+    assert list(res) == ["i2t_r@1", "i2t_r@2", "t2i_r@1", "t2i_r@2", "rsum"]
+    expected = {
+        **recall_at_k(ranked_i2t, owner, (1, 2), direction="i2t"),
+        **recall_at_k(ranked_t2i, owner, (1, 2), direction="t2i"),
+    }
+    assert {key: res[key] for key in expected} == expected
+    assert res["rsum"] == float(
+        sum(v for key, v in expected.items() if "_r@" in key)
+    )  # same order: same bits
+    assert recall_both_directions(None, ranked_t2i, owner, k=2) == {"t2i_r@2": 80.0, "rsum": 80.0}
+    with pytest.raises(ValueError, match="K=2"):
+        recall_both_directions(ranked_i2t, ranked_t2i, owner, k=3)
+
+
+def test_recall_from_similarity_is_top_k_then_both_directions():
+    rng = np.random.default_rng(3)
+    owner = np.array([0, 1, 2, 0, 1, 2, 3, 3])
+    sims = rng.integers(0, 3, size=(4, owner.size)).astype(np.float32)  # ties included
+    got = recall_at_k_from_similarity(sims, owner, k=(1, 3))
+    assert got == recall_both_directions(top_k_indices(sims, 3), top_k_indices(sims.T, 3), owner, (1, 3))
+    assert list(got) == ["i2t_r@1", "i2t_r@3", "t2i_r@1", "t2i_r@3", "rsum"]
+    only = recall_at_k_from_similarity(sims, owner, k=(1, 3), directions=("t2i",))
+    assert only == {
+        "t2i_r@1": got["t2i_r@1"],
+        "t2i_r@3": got["t2i_r@3"],
+        "rsum": got["t2i_r@1"] + got["t2i_r@3"],
+    }
+    with pytest.raises(ValueError, match="directions"):
+        recall_at_k_from_similarity(sims, owner, directions=("x2y",))  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(

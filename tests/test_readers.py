@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hf_spurious.data.readers import (
+from hf_spurious.records import RecordError
+from hf_spurious.sources import (
     MissingFileError,
     parse_entities_sentence,
     read_coco,
     read_flickr30k,
     read_waterbirds,
 )
-from hf_spurious.records import RecordError
 
 
 def _image(path: Path, size: tuple[int, int]) -> Path:

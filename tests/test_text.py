@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hf_spurious.cache import ArrayStore, JsonlStore, digest
 from hf_spurious.records import Phrase
 from hf_spurious.text import (
     TEMPLATES,
@@ -404,24 +405,44 @@ def test_empty_caption_raises(lexical_ex):
 
 def test_parse_cache_round_trip(tmp_path, spacy_ex, monkeypatch):
     caps = ["Two dogs fighting over a frisbee", "a man on a bench", "Two dogs fighting over a frisbee"]
-    first = PhraseExtractor(cache_dir=tmp_path)
+    first = PhraseExtractor(cache=JsonlStore(tmp_path))
     got = first.phrases_batch(caps, COCO)
-    files = list(first.cache_dir.glob("*.jsonl"))
+    files = list(tmp_path.glob("*.jsonl"))
     assert len(files) == 1
     rows = [json.loads(line) for line in files[0].read_text().splitlines()]
-    assert len(rows) == 2 and {tuple(map(tuple, r["c"])) for r in rows} == {
+    assert len(rows) == 2 and {tuple(map(tuple, r["v"])) for r in rows} == {
         ((0, 8), (23, 32)),
         ((0, 5), (9, 16)),
     }
     with files[0].open("a") as fh:
         fh.write('{"k": "trunc')  # a killed writer's partial line is ignored
-    second = PhraseExtractor(cache_dir=tmp_path)
+    second = PhraseExtractor(cache=JsonlStore(tmp_path))
 
     def no_parse(*a, **k):
         raise AssertionError("parsed again instead of reading the cache")
 
     monkeypatch.setattr(second.nlp, "pipe", no_parse)
     assert second.phrases_batch(caps, COCO) == got
+
+
+def test_parse_cache_keys_and_plain_dict(spacy_ex):
+    """Keys are digest(parser_id, parsed caption), so one store can serve several parsers; a dict works."""
+    store: dict = {}
+    ex = PhraseExtractor(spacy_ex.requested_model, cache=store)
+    got = ex.chunk_spans(["A Man on a bench", "a man on a bench"])
+    assert got[0] == got[1] == [(0, 5), (9, 16)]
+    assert list(store) == [digest(ex.parser_id, "a man on a bench")]  # one parse for both spellings
+    assert store[digest(ex.parser_id, "a man on a bench")] == [[0, 5], [9, 16]]
+    store[digest(ex.parser_id, "a dog")] = [[0, 5]]  # a stored value is used as it is, never re-parsed
+    assert ex.chunk_spans(["a dog"]) == [[(0, 5)]]
+    assert digest("other_parser-1.0", "a dog") not in store
+
+
+def test_lexical_extractor_leaves_cache_alone(tmp_path):
+    store = JsonlStore(tmp_path)
+    ex = PhraseExtractor(None, cache=store)
+    assert ex.chunk_spans(["a dog on a bench"]) == [[]]
+    assert len(store) == 0 and not list(tmp_path.glob("*.jsonl"))
 
 
 # ----------------------------------------------------------------------------- edit_caption / choose_caption
@@ -484,19 +505,19 @@ GALLERY = [
 
 
 def test_caption_class_matrix_lexical_against_reference(tmp_path, monkeypatch):
-    m, names = caption_class_matrix(GALLERY, "coco", cache_dir=tmp_path, progress=False)
+    m, names = caption_class_matrix(GALLERY, "coco", cache=ArrayStore(tmp_path), progress=False)
     assert names == COCO.classes and m.dtype == bool and m.shape == (len(GALLERY), 80)
     for g, cap in enumerate(GALLERY):
         assert {names[j] for j in np.flatnonzero(m[g])} == COCO.classes_in(cap)
-    assert len(list(tmp_path.glob("caption_classes-*.npz"))) == 1
+    assert len(list(tmp_path.glob("caption_classes-*.npy"))) == 1
     monkeypatch.setattr(
         type(COCO), "classes_in", lambda self, t: (_ for _ in ()).throw(AssertionError("recomputed"))
     )
-    again, _ = caption_class_matrix(GALLERY, COCO, cache_dir=tmp_path, progress=False)
-    assert np.array_equal(again, m)
+    again, again_names = caption_class_matrix(GALLERY, COCO, cache=ArrayStore(tmp_path), progress=False)
+    assert np.array_equal(again, m) and again.dtype == bool and again_names == names
     monkeypatch.undo()
-    other, _ = caption_class_matrix(GALLERY[:-1], COCO, cache_dir=tmp_path, progress=False)
-    assert other.shape[0] == len(GALLERY) - 1 and len(list(tmp_path.glob("*.npz"))) == 2
+    other, _ = caption_class_matrix(GALLERY[:-1], COCO, cache=ArrayStore(tmp_path), progress=False)
+    assert other.shape[0] == len(GALLERY) - 1 and len(list(tmp_path.glob("*.npy"))) == 2
 
 
 def test_caption_class_matrix_spacy_uses_noun_chunks(tmp_path, spacy_ex):
@@ -510,3 +531,17 @@ def test_caption_class_matrix_spacy_uses_noun_chunks(tmp_path, spacy_ex):
     assert np.all(m <= lex)  # chunk classes are a subset of whole-caption classes
     with pytest.raises(ValueError, match="unknown method"):
         caption_class_matrix(caps, COCO, method="regex")  # type: ignore[arg-type]
+
+
+def test_caption_class_matrix_spacy_cache_is_keyed_by_parser(tmp_path, spacy_ex, monkeypatch):
+    store = ArrayStore(tmp_path)
+    m, names = caption_class_matrix(GALLERY, COCO, "spacy", store, spacy_ex, progress=False)
+    lex, _ = caption_class_matrix(GALLERY, COCO, "lexical", store, progress=False)
+    assert np.all(m <= lex)
+    assert len(list(tmp_path.glob("caption_classes-*.npy"))) == 2  # the method is part of the key
+    monkeypatch.setattr(
+        spacy_ex, "phrases_batch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again"))
+    )
+    again, again_names = caption_class_matrix(GALLERY, COCO, "spacy", store, spacy_ex, progress=False)
+    assert np.array_equal(again, m) and again_names == names
+    assert store.meta(next(iter(tmp_path.glob("*.npy"))).stem)["class_names"] == list(COCO.classes)

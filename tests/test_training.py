@@ -147,6 +147,63 @@ def test_arguments_reject_bad_values(tmp_path, kw, match):
         _args(tmp_path, **kw)
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(task="retrieval", class_names=None, objective="group_dro"), "needs task='classification'"),
+        (dict(objective="group_dro", clip_weight=0.0, image_class_weight=1.0), "per-example"),
+        (dict(clip_weight=0.0), "every loss weight is 0"),
+        (dict(task="retrieval", class_names=None, clip_weight=0.0, itm_weight=0.0), "every retrieval"),
+        (dict(contrastive_form="cosine"), "contrastive_form"),
+        (dict(sampling="balanced"), "sampling"),
+        (dict(zero_shot_ce_weight=0.5, class_weight=1.0), "not both"),
+    ],
+)
+def test_bad_combinations_fail_when_the_arguments_are_built(tmp_path, kw, match):
+    """Checks live in __post_init__ (TRL style): a bad combination fails at construction, not at step one."""
+    with pytest.raises(ValueError, match=match):
+        _args(tmp_path, **kw)
+
+
+def test_class_weight_is_a_deprecated_alias_of_zero_shot_ce_weight(tmp_path):
+    from transformers import HfArgumentParser
+
+    with pytest.warns(FutureWarning, match="zero_shot_ce_weight"):
+        args = _args(tmp_path, class_weight=0.25)
+    assert args.zero_shot_ce_weight == 0.25 and args.class_weight is None
+    assert _args(tmp_path).zero_shot_ce_weight == 0.0
+    with pytest.warns(FutureWarning, match="class_weight is deprecated"):
+        (parsed,) = HfArgumentParser(SpuriousTrainingArguments).parse_args_into_dataclasses(
+            ["--output_dir", "x", "--class_names", "a", "b", "--templates", "{}", "--class_weight", "2"]
+        )
+    assert parsed.zero_shot_ce_weight == 2.0
+
+
+def test_spurious_model_is_a_deprecated_alias_of_trainable_adapter(clip_dir):
+    from hf_spurious.models import load_adapter
+    from hf_spurious.training import SpuriousModel, TrainableAdapter
+
+    adapter = load_adapter(str(clip_dir))
+    with pytest.warns(FutureWarning, match="TrainableAdapter"):
+        old = SpuriousModel(adapter)
+    assert isinstance(old, TrainableAdapter) and old.model is adapter.model
+    feats = torch.ones(2, adapter.model.visual_projection.in_features)
+    out = TrainableAdapter(adapter)(image_features=feats)
+    assert out["image_embeds"].shape[0] == 2 and out["text_embeds"] is None
+
+
+def test_trainer_builds_the_loss_module_from_the_arguments(clip_dir, tmp_path):
+    from hf_spurious.losses import SpuriousAwareLoss
+
+    tr = _trainer(clip_dir, _args(tmp_path, zero_shot_ce_weight=0.5, image_spurious_weight=2.0, max_steps=1))
+    assert isinstance(tr.loss_fn, SpuriousAwareLoss)
+    assert tr.loss_fn.active == ("L_CLIP", "zero_shot_ce", "L_vs")
+    assert tr.loss_fn.weights["zero_shot_ce"] == 0.5 and tr.loss_fn.weights["L_vs"] == 2.0
+    tr.train()
+    logs = [h for h in tr.state.log_history if "loss" in h]
+    assert logs and all({"clip_loss", "class_ce_loss", "image_spurious_loss"} <= set(h) for h in logs)
+
+
 # ----------------------------------------------------------------------------- sampler, Group DRO
 def test_group_weights_match_naive_and_sampler_balances_groups():
     groups = [0] * 70 + [1] * 20 + [2] * 8 + [3] * 2
@@ -231,7 +288,7 @@ def test_group_id_hand_worked_and_matches_naive():
 
 def test_collator_and_dataset_groups_use_records_group_id(monkeypatch):
     import hf_spurious.training.collators as collators
-    import hf_spurious.training.trainer as trainer_module
+    import hf_spurious.training.rows as trainer_module  # dataset_groups lives with the training rows
     from hf_spurious.records import group_id
 
     calls = []
@@ -280,7 +337,7 @@ def test_counterfactual_rows_hold_undecoded_image_cells(clip_dir, monkeypatch):
     from transformers import AutoProcessor
 
     from hf_spurious.images import load_rgb
-    from hf_spurious.training.data import counterfactual_rows
+    from hf_spurious.training.rows import counterfactual_rows
 
     rng = np.random.default_rng(3)
     arrays = [rng.integers(0, 255, (24, 24, 3), dtype=np.uint8) for _ in range(3)]
@@ -335,7 +392,8 @@ def _naive_recall(emb: np.ndarray, owner: np.ndarray, ks) -> dict[str, float]:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_retrieval_metrics_use_chunked_topk_and_match_naive(seed, monkeypatch):
-    import hf_spurious.evaluation.engine as engine
+    import hf_spurious.evaluation.retrieval as engine  # bidirectional_recall's top-k (one Recall@K)
+    from hf_spurious.evaluation.topk import topk_similarities
     from hf_spurious.training.trainer import retrieval_recall_metrics
 
     rng = np.random.default_rng(seed)
@@ -345,7 +403,7 @@ def test_retrieval_metrics_use_chunked_topk_and_match_naive(seed, monkeypatch):
     rng.shuffle(owner)
     emb = rng.integers(-2, 3, (len(owner), 8)).astype(np.float32)  # small ints: many exact ties
     calls = []
-    real = engine.topk_similarities
+    real = topk_similarities
 
     def spy(queries, gallery, k, **kw):
         calls.append((queries.shape, gallery.shape, k))
@@ -576,8 +634,8 @@ def test_saved_model_reloads_and_card_has_tags(clip_dir, tmp_path):
 # ----------------------------------------------------------------------------- a small classification world
 def _world_rows(world: Path, split: str) -> list[dict]:
     try:
-        from hf_spurious.data import read_waterbirds
-        from hf_spurious.training.data import classification_rows
+        from hf_spurious.sources import read_waterbirds
+        from hf_spurious.training.rows import classification_rows
 
         return classification_rows(read_waterbirds(str(world), split))
     except (ImportError, AttributeError):  # reader not there yet: read the WILDS metadata.csv directly
@@ -635,7 +693,7 @@ def test_world_training_selects_best_checkpoint_by_val_worst_group(
 
 # ----------------------------------------------------------------------------- retrieval
 def test_retrieval_on_d_and_counterfactuals_reports_recall(clip_dir, tmp_path):
-    from hf_spurious.training.data import counterfactual_rows
+    from hf_spurious.training.rows import counterfactual_rows
 
     rng = np.random.default_rng(0)
     words = ["dog", "cat", "frisbee", "horse", "car", "boat", "kite", "bench"]
@@ -671,9 +729,9 @@ def test_retrieval_on_d_and_counterfactuals_reports_recall(clip_dir, tmp_path):
 def test_cli_train_runs_on_a_waterbirds_world(clip_dir, waterbirds_world, tmp_path):
     _need_templates()
     try:
-        from hf_spurious.data import read_waterbirds  # noqa: F401
+        from hf_spurious.sources import read_waterbirds  # noqa: F401
     except (ImportError, AttributeError):
-        pytest.skip("hf_spurious.data.read_waterbirds (world+readers engineer) is not there yet")
+        pytest.skip("hf_spurious.sources.read_waterbirds (world+readers engineer) is not there yet")
     from hf_spurious.cli import main
 
     out = tmp_path / "cli"
@@ -760,6 +818,7 @@ def test_cli_train_user_errors_are_parser_errors(clip_dir, shapes_world, tmp_pat
     assert "usage: hf-spurious train" in err and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_trains_and_evaluates(clip_dir, waterbirds_world, tmp_path):
     """examples/accelerate/ddp_cpu.yaml (MULTI_GPU launcher, gloo on CPU) starts 2 real processes;
     the Waterbirds example trains 2 steps under DDP and evaluates."""
@@ -857,6 +916,7 @@ def test_group_dro_all_reduce_uses_global_group_means():
         torch.testing.assert_close(dro.q, whole.q)
 
 
+@pytest.mark.slow
 def test_on_a_shapes_world_balanced_sampling_and_group_dro_beat_uniform_erm_on_worst_group(tmp_path):
     """A SpuriousShapes classification world (32 px, 90 % of train images with the bird on its own place,
     birds drawn large and opaque so a tiny random frozen CLIP's pooled features carry their colour);
@@ -865,8 +925,8 @@ def test_on_a_shapes_world_balanced_sampling_and_group_dro_beat_uniform_erm_on_w
     uniform sampling + Group DRO (eta 0.1). Measured best val worst-group (uniform / balanced / DRO), world
     seeds 0-2 with 12 epochs: 24/66/58, 16/54/56, 2/62/60; seed 0 with 20 epochs: 30/64/76. The test
     (seed 0) asks for a 25-point margin; the smallest margin seen was 34."""
-    from hf_spurious.data.world import ClassificationWorldConfig, generate_world
     from hf_spurious.models.tiny import save_tiny
+    from hf_spurious.world import ClassificationWorldConfig, generate_world
 
     world = tmp_path / "world"
     config = ClassificationWorldConfig(
@@ -895,7 +955,7 @@ def test_on_a_shapes_world_balanced_sampling_and_group_dro_beat_uniform_erm_on_w
             objective=objective,
             dro_step_size=0.1,
             clip_weight=0.0,
-            class_weight=1.0,
+            zero_shot_ce_weight=1.0,
             logit_scale_init=4.6,
             max_steps=-1,
             num_train_epochs=12,

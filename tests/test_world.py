@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hf_spurious.data.world import (
+from hf_spurious.world import (
     ClassificationWorldConfig,
     World,
     WorldConfig,
@@ -309,7 +309,7 @@ def test_identical_across_processes_with_different_hash_seeds(tmp_path: Path) ->
     retrieval = WorldConfig(train_size=10, val_size=3, test_size=3, seed=2)
     classification = ClassificationWorldConfig(train_size=8, val_size=4, test_size=4, pretrain_size=4)
     code = (
-        "import sys; from hf_spurious.data.world import *; "
+        "import sys; from hf_spurious.world import *; "
         f"generate_world({retrieval!r}, sys.argv[1] + '/r'); "
         f"generate_world({classification!r}, sys.argv[1] + '/c')"
     )
@@ -568,8 +568,8 @@ def test_cli_set_overrides_any_field_and_reports_bad_values(tmp_path: Path, caps
 
 def test_annotated_boxes_hold_every_drawn_pixel(shapes_world):
     """Each object's pixels (fill and outline, drawn alone) lie inside its COCO box."""
-    from hf_spurious.data._draw import outline_mask
-    from hf_spurious.data.world import load_world, object_mask
+    from hf_spurious.world import load_world, object_mask
+    from hf_spurious.world.render import outline_mask
 
     world = load_world(shapes_world)
     instances = json.loads((shapes_world / "annotations" / "instances_test.json").read_text())

@@ -9,9 +9,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 COCO="${COCO:?set COCO to the COCO root}"
-# The Hub id comes from the package (hf_spurious.data.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
+# The Hub id comes from the package (hf_spurious.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
 # folder defaults to the id as a relative path, so load_dataset("<id>") finds it offline from here.
-REPO="${REPO:-$(python -c "from hf_spurious.data.hub import dataset_repo_id; print(dataset_repo_id('coco'))")}"
+REPO="${REPO:-$(python -c "from hf_spurious.hub import dataset_repo_id; print(dataset_repo_id('coco'))")}"
 OUT="${OUT:-$REPO}"
 NPROC="${NPROC:-1}"
 INPAINTER="${INPAINTER:-diffusers:stable-diffusion-v1-5/stable-diffusion-inpainting}"   # or opencv | blur | mean | zero

@@ -6,9 +6,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORLD="${WORLD:-shapes_world}"
-# The Hub id comes from the package (hf_spurious.data.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
+# The Hub id comes from the package (hf_spurious.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
 # folder defaults to the id as a relative path, so load_dataset("<id>") finds it offline from here.
-REPO="${REPO:-$(python -c "from hf_spurious.data.hub import dataset_repo_id; print(dataset_repo_id('shapes'))")}"
+REPO="${REPO:-$(python -c "from hf_spurious.hub import dataset_repo_id; print(dataset_repo_id('shapes'))")}"
 OUT="${OUT:-$REPO}"
 INPAINTER="${INPAINTER:-opencv}"
 

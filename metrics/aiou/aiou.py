@@ -1,20 +1,13 @@
 # Copyright 2026 The hf_spurious authors. Licensed under the Apache License, Version 2.0.
 """AIoU: how much better the true class's explanation map covers the object than any other class's."""
 
-import datasets
 import evaluate
 import numpy as np
 
 from hf_spurious.metrics import aiou_batch, aiou_summary
+from hf_spurious.metrics.evaluate_support import CITATIONS, metric_info
 
-_CITATION = """\
-@inproceedings{yang2023mitigating,
-  title     = {Mitigating Spurious Correlations in Multi-modal Models during Fine-tuning},
-  author    = {Yang, Yu and Nushi, Besmira and Palangi, Hamid and Mirzasoleiman, Baharan},
-  booktitle = {Proceedings of the 40th International Conference on Machine Learning (ICML)},
-  year      = {2023}
-}
-"""
+_CITATION = CITATIONS["yang2023"]
 
 _DESCRIPTION = """\
 AIoU (Yang et al., 2023, Eqs. 8-9). For an image with true class y and object region B (values in [0, 1]),
@@ -46,23 +39,15 @@ Examples:
 """
 
 
+_FEATURES = {"predictions": [[["float32"]]], "references": "int64", "regions": [["float32"]]}
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Aiou(evaluate.Metric):
     """AIoU of per-class explanation maps against the true object's region."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.List(datasets.List(datasets.List(datasets.Value("float32")))),
-                    "references": datasets.Value("int64"),
-                    "regions": datasets.List(datasets.List(datasets.Value("float32"))),
-                }
-            ),
-        )
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, _FEATURES)
 
     def _compute(
         self, predictions, references, regions, groups=None, worst_group=None, return_per_image=False

@@ -1,25 +1,12 @@
 # Copyright 2026 The hf_spurious authors. Licensed under the Apache License, Version 2.0.
 """Group accuracy: per-group, average, adjusted-average and worst-group accuracy."""
 
-import datasets
 import evaluate
 
 from hf_spurious.metrics import WATERBIRDS_GROUP_NAMES, WATERBIRDS_TRAIN_GROUP_COUNTS, group_accuracies
+from hf_spurious.metrics.evaluate_support import CITATIONS, metric_info
 
-_CITATION = """\
-@inproceedings{yang2023mitigating,
-  title     = {Mitigating Spurious Correlations in Multi-modal Models during Fine-tuning},
-  author    = {Yang, Yu and Nushi, Besmira and Palangi, Hamid and Mirzasoleiman, Baharan},
-  booktitle = {Proceedings of the 40th International Conference on Machine Learning (ICML)},
-  year      = {2023}
-}
-@inproceedings{sagawa2020distributionally,
-  title     = {Distributionally Robust Neural Networks for Group Shifts: On the Importance of Regularization for Worst-Case Generalization},
-  author    = {Sagawa, Shiori and Koh, Pang Wei and Hashimoto, Tatsunori B. and Liang, Percy},
-  booktitle = {International Conference on Learning Representations (ICLR)},
-  year      = {2020}
-}
-"""
+_CITATION = CITATIONS["yang2023"] + CITATIONS["sagawa2020"]
 
 _DESCRIPTION = """\
 Accuracy inside each group of a spurious-correlation benchmark (e.g. Waterbirds, group = 2 * y + place),
@@ -48,23 +35,15 @@ Examples:
 """
 
 
+_FEATURES = {"predictions": "int64", "references": "int64", "groups": "int64"}
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class GroupAccuracy(evaluate.Metric):
     """Group accuracies for spurious-correlation benchmarks."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("int64"),
-                    "references": datasets.Value("int64"),
-                    "groups": datasets.Value("int64"),
-                }
-            ),
-        )
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, _FEATURES)
 
     def _compute(self, predictions, references, groups, train_group_counts=None, group_names=None):
         if self.config_name == "waterbirds":

@@ -1,19 +1,13 @@
 # Copyright 2026 The hf_spurious authors. Licensed under the Apache License, Version 2.0.
 """ODmAP@k: object-decorrelation mean average precision for image-to-text retrieval."""
 
-import datasets
 import evaluate
 
 from hf_spurious.metrics import count_relevant, odmap_at_k, removed_mention_rate_at_k
+from hf_spurious.metrics.evaluate_support import CITATIONS, metric_info
+from hf_spurious.vocab import load_vocabulary
 
-_CITATION = """\
-@inproceedings{kim2023exposing,
-  title     = {Exposing and Mitigating Spurious Correlations for Cross-Modal Retrieval},
-  author    = {Kim, Jae Myung and Koepke, A. Sophia and Schmid, Cordelia and Akata, Zeynep},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
-  year      = {2023}
-}
-"""
+_CITATION = CITATIONS["kim2023"]
 
 _DESCRIPTION = """\
 ODmAP@k (Kim et al., 2023) measures how often an image-to-text retrieval model still "sees" objects that
@@ -58,25 +52,18 @@ Examples:
 _DEFAULT_VOCABULARY = "coco"
 
 
+_FEATURES = {
+    "predictions": ["string"],
+    "references": {"removed_classes": ["string"], "present_classes": ["string"]},
+}
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Odmap(evaluate.Metric):
     """ODmAP@k over ranked caption texts, with phrase matching by a class vocabulary."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.List(datasets.Value("string")),
-                    "references": {
-                        "removed_classes": datasets.List(datasets.Value("string")),
-                        "present_classes": datasets.List(datasets.Value("string")),
-                    },
-                }
-            ),
-        )
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, _FEATURES)
 
     def _vocabulary(self, vocabulary):
         if vocabulary is not None and hasattr(vocabulary, "classes_in"):
@@ -84,8 +71,6 @@ class Odmap(evaluate.Metric):
         name = vocabulary
         if name is None:
             name = _DEFAULT_VOCABULARY if self.config_name in (None, "default") else self.config_name
-        from hf_spurious.vocab import load_vocabulary
-
         return load_vocabulary(name)
 
     def _compute(
@@ -105,14 +90,7 @@ class Odmap(evaluate.Metric):
         depth = max(ks) if ks else 0
         removed = [ref["removed_classes"] or [] for ref in references]
         present = [ref["present_classes"] or [] for ref in references]
-        rows = []
-        for i, captions in enumerate(predictions):
-            if len(captions) < depth:
-                raise ValueError(
-                    f"predictions[{i}] holds {len(captions)} captions but k={depth} was asked; "
-                    "pass at least max(k) ranked captions per query."
-                )
-            rows.append(list(captions[:depth]))
+        rows = _top_rows(predictions, depth)
         mentions = {}
         for captions in rows:
             for text in captions:
@@ -151,3 +129,16 @@ class Odmap(evaluate.Metric):
         if return_per_query:
             out.update({key: results[key].tolist() for key in results if key.startswith("ap@")})
         return out
+
+
+def _top_rows(predictions, depth):
+    """The first ``depth`` ranked captions of each query (an error names a query with fewer)."""
+    rows = []
+    for i, captions in enumerate(predictions):
+        if len(captions) < depth:
+            raise ValueError(
+                f"predictions[{i}] holds {len(captions)} captions but k={depth} was asked; "
+                "pass at least max(k) ranked captions per query."
+            )
+        rows.append(list(captions[:depth]))
+    return rows

@@ -1,19 +1,12 @@
 # Copyright 2026 The hf_spurious authors. Licensed under the Apache License, Version 2.0.
 """Retrieval recall@K: percent of queries with a relevant item among their top K."""
 
-import datasets
 import evaluate
 
 from hf_spurious.metrics import retrieval_recall
+from hf_spurious.metrics.evaluate_support import CITATIONS, metric_info
 
-_CITATION = """\
-@inproceedings{karpathy2015deep,
-  title     = {Deep Visual-Semantic Alignments for Generating Image Descriptions},
-  author    = {Karpathy, Andrej and Fei-Fei, Li},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2015}
-}
-"""
+_CITATION = CITATIONS["karpathy2015"]
 
 _DESCRIPTION = """\
 Recall@K for cross-modal retrieval, the standard 5K COCO / 1K Flickr30k protocol: a query is a hit when
@@ -38,22 +31,15 @@ Examples:
 """
 
 
+_FEATURES = {"predictions": ["int64"], "references": ["int64"]}
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class RetrievalRecall(evaluate.Metric):
     """Recall@K (hit rate) over ranked id lists."""
 
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.List(datasets.Value("int64")),
-                    "references": datasets.List(datasets.Value("int64")),
-                }
-            ),
-        )
+        return metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, _FEATURES)
 
     def _compute(self, predictions, references, k=(1, 5, 10)):
         return retrieval_recall(predictions, references, k=k)

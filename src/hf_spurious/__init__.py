@@ -1,7 +1,7 @@
 """hf_spurious: expose and mitigate spurious correlations in vision-language models.
 
 The main names are re-exported here (imported on first use); each lives in its own subpackage:
-``vocab``, ``text``, ``synthesis``, ``data``, ``metrics``, ``losses``, ``models``, ``training``, ``evaluation``.
+``vocab``, ``text``, ``synthesis``, ``sources``, ``world``, ``data``, ``metrics``, ``losses``, ``models``, ``training``, ``evaluation``.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ _EXPORTS = {
     "CocoDecorrelated": "hf_spurious.data",
     "Flickr30kDecorrelated": "hf_spurious.data",
     "ShapesDecorrelated": "hf_spurious.data",
-    "WorldConfig": "hf_spurious.data",
-    "ClassificationWorldConfig": "hf_spurious.data",
-    "generate_world": "hf_spurious.data",
-    "load_world": "hf_spurious.data",
-    "read_coco": "hf_spurious.data",
-    "read_flickr30k": "hf_spurious.data",
-    "read_waterbirds": "hf_spurious.data",
+    "WorldConfig": "hf_spurious.world",
+    "ClassificationWorldConfig": "hf_spurious.world",
+    "generate_world": "hf_spurious.world",
+    "load_world": "hf_spurious.world",
+    "read_coco": "hf_spurious.sources",
+    "read_flickr30k": "hf_spurious.sources",
+    "read_waterbirds": "hf_spurious.sources",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -12,8 +12,6 @@ with embedded images and a card whose YAML lists the configs, so ``load_dataset(
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,15 +21,15 @@ from typing import Any
 import datasets
 import numpy as np
 
+from hf_spurious import text
+from hf_spurious.cache import ArrayStore, digest
 from hf_spurious.records import SceneRecord
-from hf_spurious.synthesis.generator import (
-    SynthesisError,
-    SynthesisSettings,
-    decorrelated_features,
-    generate_counterfactuals,
-    process_state,
-    shard_done,
-)
+from hf_spurious.sources import read_coco, read_flickr30k
+from hf_spurious.synthesis.generator import generate_counterfactuals, process_state
+from hf_spurious.synthesis.settings import SynthesisError, SynthesisSettings
+from hf_spurious.synthesis.shards import GenerationResult, decorrelated_features, shard_done
+from hf_spurious.vocab import load_vocabulary
+from hf_spurious.world import load_world
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +63,14 @@ def load_source_records(
     settings: SynthesisSettings, data_dir: str | Path, split: str | None = None
 ) -> list[SceneRecord]:
     """The source split's records through the package readers (COCO layout or Flickr30k Entities)."""
-    from hf_spurious.data import readers
-
     split = split or settings.split
     if settings.source == "flickr30k":
-        return readers.read_flickr30k(data_dir, split, classes=tuple(settings.flickr30k_classes))
-    return readers.read_coco(data_dir, split, vocabulary=settings.vocabulary_name)
+        return read_flickr30k(data_dir, split, classes=tuple(settings.flickr30k_classes))
+    return read_coco(data_dir, split, vocabulary=settings.vocabulary_name)
 
 
 def world_pairs(data_dir: str | Path) -> list[tuple[str, str]]:
     """(anchor, partner) pairs of a SpuriousShapes world (from its ``world.json``)."""
-    from hf_spurious.data.world import load_world
-
     pairs = getattr(load_world(data_dir).config, "pairs", None)
     if not pairs:
         raise SynthesisError(
@@ -93,6 +87,33 @@ def prepare_settings(settings: SynthesisSettings, data_dir: str | Path) -> Synth
     if settings.target_policy != "random" and settings.target_pairs is None:
         changes["target_pairs"] = world_pairs(data_dir)
     return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def generate_in_processes(
+    records: Sequence[SceneRecord],
+    settings: SynthesisSettings,
+    work_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    phrase_cache_dir: str | Path | None = None,
+) -> tuple[GenerationResult, Any]:
+    """Every process of the launch (``accelerate launch`` / torchrun, or just this one) writes its own shards
+    of ``data_dir``'s records into ``work_dir``; returns ``(result, state)`` once all have finished, ``state``
+    being the ``accelerate.PartialState`` (merge on ``state.is_main_process``)."""
+    state = process_state()
+    result = generate_counterfactuals(
+        records,
+        settings,
+        work_dir,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        overwrite=overwrite,
+        manifest_extra={"source_dir": str(Path(data_dir).resolve())},
+        phrase_cache_dir=phrase_cache_dir,
+    )
+    state.wait_for_everyone()
+    return result, state
 
 
 class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
@@ -122,17 +143,9 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
         settings = prepare_settings(self._settings(), Path(data_dir))
         records = load_source_records(settings, data_dir)
         work = Path(self.config.work_dir) if self.config.work_dir else self._default_work_dir(settings)
-        state = process_state()  # under `accelerate launch` / torchrun, each process writes its own shards
-        result = generate_counterfactuals(
-            records,
-            settings,
-            work,
-            process_index=state.process_index,
-            num_processes=state.num_processes,
-            manifest_extra={"source_dir": str(Path(data_dir).resolve())},
-            phrase_cache_dir=self.config.phrase_cache_dir,
+        result, _ = generate_in_processes(
+            records, settings, work, data_dir, phrase_cache_dir=self.config.phrase_cache_dir
         )
-        state.wait_for_everyone()
         missing = [k for k in range(result.num_shards) if not shard_done(work, k)]
         if missing:
             raise SynthesisError(
@@ -149,12 +162,20 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
         return root / f"{settings.source}-{settings.split}-{settings.fingerprint()}"
 
     def _generate_examples(self, files: Sequence[str]):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: heavy optional dependency
 
         for path in files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
                 for row in batch.to_pylist():
                     yield f"{row['source_image_id']}-{row['source_caption_index']}", row
+
+
+def _test_and_train(source: str, test: str, train: str) -> list[DecorrelatedConfig]:
+    """The ``test`` (ODmAP queries) and ``train`` (D') configs of a source, with their descriptions."""
+    return [
+        DecorrelatedConfig(name=split, source=source, split=split, description=description)
+        for split, description in (("test", test), ("train", train))
+    ]
 
 
 class CocoDecorrelated(_DecorrelatedBuilder):
@@ -164,14 +185,9 @@ class CocoDecorrelated(_DecorrelatedBuilder):
     DESCRIPTION = (
         "COCO images with co-occurring object classes removed by inpainting, captions edited to match."
     )
-    BUILDER_CONFIGS = [
-        DecorrelatedConfig(
-            name="test", source="coco", split="test", description="ODmAP query set (test split)"
-        ),
-        DecorrelatedConfig(
-            name="train", source="coco", split="train", description="fine-tuning set D' (train split)"
-        ),
-    ]
+    BUILDER_CONFIGS = _test_and_train(
+        "coco", "ODmAP query set (test split)", "fine-tuning set D' (train split)"
+    )
 
 
 class Flickr30kDecorrelated(_DecorrelatedBuilder):
@@ -181,12 +197,7 @@ class Flickr30kDecorrelated(_DecorrelatedBuilder):
     DESCRIPTION = (
         "Flickr30k images with co-occurring entities removed by inpainting, captions edited to match."
     )
-    BUILDER_CONFIGS = [
-        DecorrelatedConfig(
-            name="test", source="flickr30k", split="test", description="ODmAP query set (1K test)"
-        ),
-        DecorrelatedConfig(name="train", source="flickr30k", split="train", description="fine-tuning set D'"),
-    ]
+    BUILDER_CONFIGS = _test_and_train("flickr30k", "ODmAP query set (1K test)", "fine-tuning set D'")
 
 
 class ShapesDecorrelated(_DecorrelatedBuilder):
@@ -250,30 +261,26 @@ def build_gallery(
     records = [r for split in splits for r in load_source_records(settings, data_dir, split)]
     captions = [c for r in records for c in r.captions]
     image_ids = [f"{r.split}/{r.image_id}" for r in records for _ in r.captions]
-    key = hashlib.sha256(
-        json.dumps(
-            [captions, image_ids, settings.vocabulary_name, method, list(settings.flickr30k_classes)]
-        ).encode()
-    ).hexdigest()[:20]
-    cache = Path(cache_dir) / f"gallery-{source}-{key}.npz" if cache_dir else None
-    if cache is not None and cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            return captions, image_ids, z["matrix"].astype(bool), tuple(str(c) for c in z["classes"])
+    store = ArrayStore(cache_dir) if cache_dir else None
+    key = "gallery-{}-{}".format(
+        source,
+        digest(
+            captions, image_ids, settings.vocabulary_name, method, list(settings.flickr30k_classes), length=20
+        ),
+    )
+    cached = store.get(key) if store is not None else None
+    meta = store.meta(key) if cached is not None else None
+    if cached is not None and meta is not None and "classes" in meta:
+        return captions, image_ids, np.asarray(cached).astype(bool), tuple(str(c) for c in meta["classes"])
     if method == "annotated":
         matrix, class_names = _annotated_matrix(records, settings)
     else:
-        from hf_spurious.text import caption_class_matrix
-        from hf_spurious.vocab import load_vocabulary
-
         vocab = load_vocabulary(settings.vocabulary_name)
-        matrix, class_names = caption_class_matrix(captions, vocab, method=method, cache_dir=cache_dir)
+        matrix, class_names = text.caption_class_matrix(captions, vocab, method=method, cache=store)
     matrix = np.asarray(matrix, dtype=bool)
     class_names = tuple(class_names)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez_compressed(tmp, matrix=matrix, classes=np.array(class_names, dtype=str))
-        tmp.replace(cache)
+    if store is not None:
+        store.put(key, matrix, classes=list(class_names))
     return captions, image_ids, matrix, class_names
 
 

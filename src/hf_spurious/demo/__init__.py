@@ -1,10 +1,19 @@
 """The end-to-end demo: expose and mitigate spurious correlations on the built-in SpuriousShapes world.
 
 ``hf-spurious demo --out DIR`` (or ``make demo``) runs :func:`run_demo` with :class:`DemoConfig`'s defaults.
+Names are imported on first use, so ``from hf_spurious.demo.config import DemoConfig`` stays light.
 """
 
 from __future__ import annotations
 
-from .pipeline import DemoConfig, evaluate_claims, run_demo
+from hf_spurious._lazy import lazy_exports
 
-__all__ = ["DemoConfig", "evaluate_claims", "run_demo"]
+_EXPORTS = {
+    "DemoConfig": ".config",
+    "evaluate_claims": ".claims",
+    "run_demo": ".pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,9 +14,32 @@ from typing import Any
 
 import numpy as np
 
+from hf_spurious.evaluation.classification import evaluate_classification, train_group_counts
+from hf_spurious.evaluation.gradcam import (
+    ClassSimilarityTarget,
+    ViTGradCAM,
+    class_text_embeddings,
+    logit_scale_value,
+    pixel_values_for,
+)
 from hf_spurious.images import load_rgb
+from hf_spurious.models import load_adapter
+from hf_spurious.models.adapters import VisionLanguageAdapter
+from hf_spurious.records import ClassificationRecord, SceneRecord
+from hf_spurious.sources import read_coco, read_waterbirds
+from hf_spurious.training import SpuriousAwareTrainer, SpuriousTrainingArguments
+from hf_spurious.training.rows import classification_rows
+from hf_spurious.world import generate_world
 
-from .pipeline import DemoConfig, StepTimer, seed_everything
+from .config import DemoConfig, StepTimer, seed_everything
+from .models import (
+    RandomCaptionImages,
+    caption_words,
+    decode_images,
+    new_clip,
+    pixel_values_of,
+    pretrain_clip,
+)
 from .report import Visuals
 
 CLASS_NAMES = ("landbird", "waterbird")
@@ -48,40 +71,14 @@ ARMS = (
 )
 
 
-def world_config(config: DemoConfig) -> Any:
-    """The classification ``ClassificationWorldConfig`` of the demo (sizes, seed and calibration knobs)."""
-    from hf_spurious.data.world import ClassificationWorldConfig
-
-    return ClassificationWorldConfig(
-        train_size=config.cls_train_size,
-        val_size=config.cls_val_size,
-        test_size=config.cls_test_size,
-        pretrain_size=config.cls_pretrain_size,
-        image_size=config.image_size,
-        seed=config.seed,
-        **config.cls_world,
-    )
-
-
-def pretrain_records(world_dir: Path) -> list[Any]:
+def pretrain_records(world_dir: Path) -> list[SceneRecord]:
     """The captioned "web" pretraining set (COCO captions layout under ``pretrain/``) as records."""
-    from hf_spurious.data import read_coco
-
     root = world_dir / "pretrain"
     return read_coco(root, "train", vocabulary="shapes", captions_json=root / "captions.json")
 
 
-def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -> Path:
+def pretrain_biased(config: DemoConfig, records: Sequence[SceneRecord], out_dir: Path) -> Path:
     """A tiny CLIP trained from scratch on the web set (place and bird agree 90 %); saved and returned."""
-    from .retrieval import (
-        RandomCaptionImages,
-        caption_words,
-        decode_images,
-        new_clip,
-        pixel_values_of,
-        pretrain_clip,
-    )
-
     words = caption_words(
         [c for r in records for c in r.captions]
         + list(CLASS_NAMES)
@@ -101,9 +98,9 @@ def pretrain_biased(config: DemoConfig, records: Sequence[Any], out_dir: Path) -
     )
 
 
-def _arm_args(config: DemoConfig, arm: Arm, seed: int, output_dir: Path, cache_dir: Path) -> Any:
-    from hf_spurious.training import SpuriousTrainingArguments
-
+def _arm_args(
+    config: DemoConfig, arm: Arm, seed: int, output_dir: Path, cache_dir: Path
+) -> SpuriousTrainingArguments:
     return SpuriousTrainingArguments(
         output_dir=str(output_dir),
         task="classification",
@@ -150,11 +147,8 @@ def finetune_arm(
     train_counts: list[int],
     out_dir: Path,
     cache_dir: Path,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[VisionLanguageAdapter, dict[str, Any]]:
     """Fine-tune the projections of the biased model with one arm; keep the best-val-worst-group epoch."""
-    from hf_spurious.models import load_adapter
-    from hf_spurious.training import SpuriousAwareTrainer
-
     seed_everything(seed)
     args = _arm_args(config, arm, seed, out_dir, cache_dir)
     trainer = SpuriousAwareTrainer(
@@ -184,11 +178,12 @@ def _best_epoch(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_arm(
-    adapter: Any, records: Sequence[Any], train_counts: list[int], config: DemoConfig
+    adapter: VisionLanguageAdapter,
+    records: Sequence[ClassificationRecord],
+    train_counts: list[int],
+    config: DemoConfig,
 ) -> dict[str, Any]:
     """Group accuracies and AIoU on the test records (the classification runner)."""
-    from hf_spurious.evaluation.classification import evaluate_classification
-
     subset = stratified_subset(records, config.gradcam_images)
     whole = len(subset) == len(records)  # GradCAM on every test image: one pass gives both metrics
     res = evaluate_classification(
@@ -236,16 +231,10 @@ def stratified_subset(records: Sequence[Any], n: int) -> list[Any]:
     return out
 
 
-def gradcam_maps(adapter: Any, images: Sequence[Any], labels: Sequence[int]) -> list[np.ndarray]:
+def gradcam_maps(
+    adapter: VisionLanguageAdapter, images: Sequence[Any], labels: Sequence[int]
+) -> list[np.ndarray]:
     """The true class's GradCAM map (input of the last vision block) for each image, in ``[0, 1]``."""
-    from hf_spurious.evaluation.gradcam import (
-        ClassSimilarityTarget,
-        ViTGradCAM,
-        class_text_embeddings,
-        logit_scale_value,
-        pixel_values_for,
-    )
-
     text = class_text_embeddings(adapter, CLASS_NAMES, TEMPLATES)
     scale = logit_scale_value(adapter)
     maps = ViTGradCAM(adapter)(
@@ -255,29 +244,8 @@ def gradcam_maps(adapter: Any, images: Sequence[Any], labels: Sequence[int]) -> 
     return [maps[i, int(y)].numpy() for i, y in enumerate(labels)]
 
 
-def run_classification(
-    config: DemoConfig, out: Path, timer: StepTimer, calibration: list[dict[str, Any]], visuals: Visuals
-) -> dict[str, Any]:
-    """Expose and mitigate on the classification world; returns the ``classification`` results."""
-    from hf_spurious.data import generate_world, read_waterbirds
-    from hf_spurious.evaluation.classification import train_group_counts
-    from hf_spurious.models import load_adapter
-    from hf_spurious.training.data import classification_rows
-
-    world_dir = out / "worlds" / "classification"
-    cache = out / "cache" / "features"
-    with timer.step("classification: generate the world (Waterbirds layout + web pretraining set)"):
-        summary = generate_world(world_config(config), world_dir)
-        records = {s: read_waterbirds(world_dir, s) for s in ("train", "val", "test")}
-        web = pretrain_records(world_dir)
-    train_counts = train_group_counts(records["train"], num_groups=len(GROUP_NAMES))
-    with timer.step(f"classification: pretrain the biased tiny CLIP ({config.cls_pretrain_steps} steps)"):
-        biased_dir = pretrain_biased(config, web, out / "models" / "classification_biased")
-    arms: dict[str, list[dict[str, Any]]] = {}
-    with timer.step("classification: zero-shot evaluation of the biased model (reloaded from disk)"):
-        biased = load_adapter(biased_dir)
-        arms["zero-shot"] = [evaluate_arm(biased, records["test"], train_counts, config)]
-    zs = arms["zero-shot"][0]
+def zero_shot_check(config: DemoConfig, zs: dict[str, Any], calibration: list[dict[str, Any]]) -> None:
+    """The calibration check of the zero-shot arm (worst group in its band, 20 points below average)."""
     lo, hi = config.zero_shot_worst_band
     ok = lo <= zs["worst"] <= hi and zs["average"] - zs["worst"] >= 20
     calibration.append(
@@ -295,13 +263,20 @@ def run_classification(
             "classification world is not in the regime the demo is calibrated for (see cls_world knobs)."
         )
 
+
+def finetune_all(
+    config: DemoConfig,
+    out: Path,
+    timer: StepTimer,
+    biased_dir: Path,
+    records: dict[str, list[ClassificationRecord]],
+    train_counts: list[int],
+    visuals: Visuals,
+    picks: Sequence[ClassificationRecord],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every arm for every fine-tuning seed, evaluated on test; GradCAM maps of the first seed's models."""
     train_rows, val_rows = classification_rows(records["train"]), classification_rows(records["val"])
-    picks = _one_per_group(records["test"])
-    visuals.gradcam = [
-        {"group": GROUP_NAMES[r.group], "image": np.asarray(load_rgb(r.image_path)), "maps": {}}
-        for r in picks
-    ]
-    _add_maps(visuals, "zero-shot", biased, picks)
+    arms: dict[str, list[dict[str, Any]]] = {}
     for seed in config.finetune_seeds:
         for arm in ARMS:
             with timer.step(
@@ -316,13 +291,40 @@ def run_classification(
                     val_rows,
                     train_counts,
                     out / "models" / f"classification_{arm.key}_seed{seed}",
-                    cache,
+                    out / "cache" / "features",
                 )
                 arms.setdefault(arm.key, []).append(
                     {**evaluate_arm(adapter, records["test"], train_counts, config), **best}
                 )
                 if seed == config.finetune_seeds[0]:
                     _add_maps(visuals, arm.key, adapter, picks)
+    return arms
+
+
+def run_classification(
+    config: DemoConfig, out: Path, timer: StepTimer, calibration: list[dict[str, Any]], visuals: Visuals
+) -> dict[str, Any]:
+    """Expose and mitigate on the classification world; returns the ``classification`` results."""
+    world_dir = out / "worlds" / "classification"
+    with timer.step("classification: generate the world (Waterbirds layout + web pretraining set)"):
+        summary = generate_world(config.classification_world_config(), world_dir)
+        records = {s: read_waterbirds(world_dir, s) for s in ("train", "val", "test")}
+        web = pretrain_records(world_dir)
+    train_counts = train_group_counts(records["train"], num_groups=len(GROUP_NAMES))
+    with timer.step(f"classification: pretrain the biased tiny CLIP ({config.cls_pretrain_steps} steps)"):
+        biased_dir = pretrain_biased(config, web, out / "models" / "classification_biased")
+    arms: dict[str, list[dict[str, Any]]] = {}
+    with timer.step("classification: zero-shot evaluation of the biased model (reloaded from disk)"):
+        biased = load_adapter(biased_dir)
+        arms["zero-shot"] = [evaluate_arm(biased, records["test"], train_counts, config)]
+    zero_shot_check(config, arms["zero-shot"][0], calibration)
+    picks = _one_per_group(records["test"])
+    visuals.gradcam = [
+        {"group": GROUP_NAMES[r.group], "image": np.asarray(load_rgb(r.image_path)), "maps": {}}
+        for r in picks
+    ]
+    _add_maps(visuals, "zero-shot", biased, picks)
+    arms.update(finetune_all(config, out, timer, biased_dir, records, train_counts, visuals, picks))
     balanced_worst = arms["clip-balanced"][0]["worst"] if arms.get("clip-balanced") else float("nan")
     calibration.append(
         {
@@ -343,14 +345,16 @@ def run_classification(
     }
 
 
-def _one_per_group(records: Sequence[Any]) -> list[Any]:
+def _one_per_group(records: Sequence[ClassificationRecord]) -> list[ClassificationRecord]:
     seen: dict[int, Any] = {}
     for r in records:
         seen.setdefault(r.group, r)
     return [seen[g] for g in sorted(seen)]
 
 
-def _add_maps(visuals: Visuals, key: str, adapter: Any, picks: Sequence[Any]) -> None:
+def _add_maps(
+    visuals: Visuals, key: str, adapter: VisionLanguageAdapter, picks: Sequence[ClassificationRecord]
+) -> None:
     maps = gradcam_maps(adapter, [load_rgb(r.image_path) for r in picks], [r.label for r in picks])
     for item, heat in zip(visuals.gradcam, maps):
         item["maps"][key] = heat

@@ -6,45 +6,37 @@ Names are imported lazily so ``import hf_spurious.evaluation`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hf_spurious._lazy import lazy_exports
 
-_LAZY = {
-    "topk_similarities": "engine",
-    "EmbeddingCache": "engine",
-    "embed_gallery": "engine",
-    "embed_queries": "engine",
-    "rerank_with_itm": "engine",
-    "fingerprint_captions": "engine",
-    "fingerprint_images": "engine",
-    "Gallery": "retrieval",
-    "RecallSet": "retrieval",
-    "RetrievalQueries": "retrieval",
-    "evaluate_retrieval": "retrieval",
-    "evaluate_recall": "retrieval",
-    "classify_images": "classification",
-    "evaluate_classification": "classification",
-    "train_group_counts": "classification",
-    "ViTGradCAM": "gradcam",
-    "ClassSimilarityTarget": "gradcam",
-    "class_text_embeddings": "gradcam",
-    "aiou_over_dataset": "gradcam",
-    "aiou_for_records": "gradcam",
-    "save_overlay": "gradcam",
-    "detect_attributes": "discovery",
-    "attribute_column_detections": "discovery",
-    "discover_spurious_attributes": "discovery",
-    "load_detector": "discovery",
+_EXPORTS = {
+    "topk_similarities": ".topk",
+    "EmbeddingCache": ".embedding_cache",
+    "embed_gallery": ".embedding_cache",
+    "embed_queries": ".embedding_cache",
+    "fingerprint_captions": ".embedding_cache",
+    "fingerprint_images": ".embedding_cache",
+    "rerank_with_itm": ".rerank",
+    "Gallery": ".retrieval_sets",
+    "RecallSet": ".retrieval_sets",
+    "RetrievalQueries": ".retrieval_sets",
+    "bidirectional_recall": ".retrieval",
+    "evaluate_retrieval": ".retrieval",
+    "evaluate_recall": ".retrieval",
+    "classify_images": ".classification",
+    "evaluate_classification": ".classification",
+    "train_group_counts": ".classification",
+    "ViTGradCAM": ".gradcam",
+    "ClassSimilarityTarget": ".gradcam",
+    "class_text_embeddings": ".gradcam",
+    "aiou_over_dataset": ".aiou",
+    "aiou_for_records": ".aiou",
+    "save_overlay": ".plots",
+    "detect_attributes": ".discovery",
+    "attribute_column_detections": ".discovery",
+    "discover_spurious_attributes": ".discovery",
+    "load_detector": ".discovery",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

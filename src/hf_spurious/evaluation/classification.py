@@ -5,13 +5,20 @@ accuracies (average, adjusted average, worst group) and GradCAM AIoU over ``Clas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .engine import embed_queries
-from .gradcam import aiou_for_records, class_text_embeddings
+from hf_spurious.metrics import group_accuracies
+
+from .aiou import aiou_for_records
+from .embedding_cache import embed_queries
+from .gradcam import class_text_embeddings, logit_scale_value
+
+if TYPE_CHECKING:
+    from hf_spurious.models.adapters import VisionLanguageAdapter
+    from hf_spurious.records import ClassificationRecord
 
 __all__ = ["WATERBIRDS_CLASS_NAMES", "classify_images", "evaluate_classification", "train_group_counts"]
 
@@ -20,7 +27,7 @@ WATERBIRDS_CLASS_NAMES: tuple[str, ...] = ("landbird", "waterbird")
 
 
 def classify_images(
-    adapter: Any,
+    adapter: VisionLanguageAdapter,
     images: Sequence[Any],
     class_names: Sequence[str],
     templates: Sequence[str] | None = None,
@@ -34,12 +41,10 @@ def classify_images(
 
     Logits are ``exp(logit_scale) * cosine``; class prototypes average the template embeddings.
     """
-    from .gradcam import logit_scale_value
-
     if len(class_names) < 2:
         raise ValueError(f"classification needs at least 2 class names, got {list(class_names)}")
     if cache_dir is not None and model_fingerprint is None:
-        model_fingerprint = adapter.fingerprint  # before tokenising (see engine.embed_gallery)
+        model_fingerprint = adapter.fingerprint  # before tokenising (see embedding_cache.embed_gallery)
     text = class_text_embeddings(adapter, class_names, templates).numpy()
     emb = embed_queries(
         adapter, images, cache_dir, ids=ids, batch_size=batch_size, model_fingerprint=model_fingerprint
@@ -49,7 +54,7 @@ def classify_images(
     return logits.argmax(axis=1), logits
 
 
-def train_group_counts(records: Sequence[Any], num_groups: int | None = None) -> list[int]:
+def train_group_counts(records: Sequence[ClassificationRecord], num_groups: int | None = None) -> list[int]:
     """Examples per group in ``records`` (group ids 0..G-1), for the adjusted average accuracy."""
     groups = [int(r.group) for r in records]
     if not groups:
@@ -59,8 +64,8 @@ def train_group_counts(records: Sequence[Any], num_groups: int | None = None) ->
 
 
 def evaluate_classification(
-    adapter: Any,
-    records: Sequence[Any],
+    adapter: VisionLanguageAdapter,
+    records: Sequence[ClassificationRecord],
     class_names: Sequence[str] = WATERBIRDS_CLASS_NAMES,
     templates: Sequence[str] | None = None,
     *,
@@ -79,8 +84,6 @@ def evaluate_classification(
     ``metrics``: ``"group"`` (group accuracies in percent; adjusted average weighted by ``train_counts``)
     and/or ``"aiou"`` (GradCAM AIoU per image, per group, and in the worst-accuracy group; needs masks).
     """
-    from hf_spurious.metrics import group_accuracies
-
     unknown = set(metrics) - {"group", "aiou"}
     if unknown:
         raise ValueError(f"unknown classification metrics {sorted(unknown)}; choose from 'group', 'aiou'")
@@ -110,19 +113,29 @@ def evaluate_classification(
             preds, labels, groups, train_group_counts=train_counts, group_names=group_names
         )
     if "aiou" in metrics:
-        res = aiou_for_records(
-            adapter,
-            records,
-            class_names,
-            templates,
-            batch_size=batch_size,
-            overlay_dir=overlay_dir,
-            max_overlays=max_overlays,
-            target_layer=target_layer,
+        aiou_options = {
+            "overlay_dir": overlay_dir,
+            "max_overlays": max_overlays,
+            "target_layer": target_layer,
+        }
+        out["aiou"] = _aiou_results(
+            adapter, records, class_names, templates, group_names, batch_size=batch_size, **aiou_options
         )
-        if group_names is not None:
-            res["group_aiou"] = {group_names[g]: v for g, v in res["group_aiou"].items()}
-            res["worst_accuracy_group"] = group_names[res["worst_accuracy_group"]]
-        out["aiou"] = res
     out["predictions"] = preds.tolist()
     return out
+
+
+def _aiou_results(
+    adapter: VisionLanguageAdapter,
+    records: Sequence[ClassificationRecord],
+    class_names: Sequence[str],
+    templates: Sequence[str] | None,
+    group_names: Sequence[str] | None,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`aiou_for_records`, with groups named by ``group_names`` when given."""
+    res = aiou_for_records(adapter, records, class_names, templates, **options)
+    if group_names is not None:
+        res["group_aiou"] = {group_names[g]: v for g, v in res["group_aiou"].items()}
+        res["worst_accuracy_group"] = group_names[res["worst_accuracy_group"]]
+    return res

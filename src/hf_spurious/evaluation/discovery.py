@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_spurious.images import load_rgb
+from hf_spurious.metrics import rank_spurious_attributes
 
 __all__ = [
     "DEFAULT_QUERY_TEMPLATE",
@@ -34,7 +35,7 @@ DEFAULT_QUERY_TEMPLATE = "a photo of a {}"
 
 def load_detector(model_id_or_dir: str | os.PathLike) -> tuple[Any, Any]:
     """An open-vocabulary detector (OWL-ViT / OWLv2) and its processor, from a Hub id or a local folder."""
-    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor  # lazy: transformers
 
     model = AutoModelForZeroShotObjectDetection.from_pretrained(str(model_id_or_dir)).eval()
     return model, AutoProcessor.from_pretrained(str(model_id_or_dir))
@@ -131,8 +132,6 @@ def discover_spurious_attributes(
     top_per_class: int = 5,
 ) -> list[dict[str, Any]]:
     """δ ranking (highest first) from labels, predictions and an (N, A) detection matrix."""
-    from hf_spurious.metrics import rank_spurious_attributes
-
     labels = np.asarray(class_ids, dtype=np.int64)
     preds = np.asarray(predictions, dtype=np.int64)
     if labels.shape != preds.shape:

@@ -1,4 +1,4 @@
-"""GradCAM for the ViT vision towers of transformers CLIP and BLIP, and AIoU over a dataset.
+"""GradCAM for the ViT vision towers of transformers CLIP and BLIP (AIoU over a dataset: :mod:`.aiou`).
 
 **Where the CAM is taken.** The pooled image embedding reads only the CLS token of the last block's
 output (``post_layernorm(last_hidden_state[:, 0])``; LayerNorm acts per token), so the *patch* tokens of
@@ -20,28 +20,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from PIL import Image
 
-from hf_spurious.images import load_rgb
 from hf_spurious.losses import class_prototypes
+from hf_spurious.text import TEMPLATES
+
+if TYPE_CHECKING:
+    from hf_spurious.models.adapters import VisionLanguageAdapter
 
 __all__ = [
     "ClassSimilarityTarget",
     "ViTGradCAM",
-    "aiou_for_records",
-    "aiou_over_dataset",
+    "align_masks",
     "class_text_embeddings",
     "default_target_layer",
     "grid_cams",
     "load_mask",
+    "logit_scale_value",
     "normalize_maps",
-    "save_overlay",
+    "pixel_values_for",
+    "unnormalize",
 ]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
@@ -67,17 +70,17 @@ class ClassSimilarityTarget:
 
 
 def class_text_embeddings(
-    adapter: Any, class_names: Sequence[str], templates: Sequence[str] | None = None, *, batch_size: int = 256
+    adapter: VisionLanguageAdapter,
+    class_names: Sequence[str],
+    templates: Sequence[str] | None = None,
+    *,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """(C, d) class prototypes: each class's template embeddings averaged, then L2-renormalised.
 
     ``templates`` are format strings with one ``{}`` (default: the 80 templates of ``hf_spurious.text``).
     """
-    if templates is None:
-        from hf_spurious.text import TEMPLATES
-
-        templates = TEMPLATES
-    templates = list(templates)
+    templates = list(TEMPLATES if templates is None else templates)
     if not templates or not class_names:
         raise ValueError("class prompts need at least one class name and one template")
     for t in templates:
@@ -91,7 +94,7 @@ def class_text_embeddings(
     return class_prototypes(per_template)  # (T, C, D) -> (C, D), the same weights the losses train
 
 
-def logit_scale_value(adapter: Any, default: float = 100.0) -> float:
+def logit_scale_value(adapter: VisionLanguageAdapter, default: float = 100.0) -> float:
     """``exp(adapter.logit_scale)`` (CLIP's log-parameterised temperature), or ``default`` without one."""
     scale = getattr(adapter, "logit_scale", None)
     if scale is None:
@@ -183,7 +186,7 @@ class ViTGradCAM:
 
     def __init__(
         self,
-        adapter: Any,
+        adapter: VisionLanguageAdapter,
         target_layer: torch.nn.Module | str | None = None,
         hook: Literal["input", "output"] = "input",
     ) -> None:
@@ -254,15 +257,13 @@ class ViTGradCAM:
 # --------------------------------------------------------------------------------------------- data
 
 
-def _image_processor(adapter: Any) -> Any:
+def _image_processor(adapter: VisionLanguageAdapter) -> Any:
     proc = adapter.processor
     return getattr(proc, "image_processor", proc)
 
 
-def pixel_values_for(adapter: Any, images: Sequence[Any]) -> torch.Tensor:
+def pixel_values_for(adapter: VisionLanguageAdapter, images: Sequence[Any]) -> torch.Tensor:
     """Preprocess PIL images / HxWx3 uint8 arrays with the adapter's image processor."""
-    from PIL import Image
-
     pil = [
         Image.fromarray(np.asarray(im)) if not isinstance(im, Image.Image) else im.convert("RGB")
         for im in images
@@ -272,14 +273,14 @@ def pixel_values_for(adapter: Any, images: Sequence[Any]) -> torch.Tensor:
 
 def load_mask(path: str | os.PathLike, *, binarize: bool = True) -> np.ndarray:
     """A mask image as float32 (H, W) in [0, 1]; grey levels binarised at 0.5 unless ``binarize=False``."""
-    from PIL import Image
-
     with Image.open(path) as im:
         arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     return (arr >= 0.5).astype(np.float32) if binarize else arr
 
 
-def align_masks(adapter: Any, masks: Sequence[np.ndarray], *, binarize: bool = True) -> torch.Tensor:
+def align_masks(
+    adapter: VisionLanguageAdapter, masks: Sequence[np.ndarray], *, binarize: bool = True
+) -> torch.Tensor:
     """Send (H, W) masks in [0, 1] through the image's own resize / crop, giving (B, H', W') in [0, 1].
 
     Each mask goes through the adapter's image processor as a grey RGB image, and the normalisation is
@@ -309,7 +310,7 @@ def align_masks(adapter: Any, masks: Sequence[np.ndarray], *, binarize: bool = T
     return (out >= 0.5).float() if binarize else out
 
 
-def unnormalize(adapter: Any, pixel_values: torch.Tensor) -> np.ndarray:
+def unnormalize(adapter: VisionLanguageAdapter, pixel_values: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) pixel values back to (B, H, W, 3) uint8 images, for overlays."""
     ip = _image_processor(adapter)
     mean = torch.tensor(getattr(ip, "image_mean", [0.0, 0.0, 0.0])).view(1, 3, 1, 1)
@@ -320,155 +321,3 @@ def unnormalize(adapter: Any, pixel_values: torch.Tensor) -> np.ndarray:
         else pixel_values.detach().cpu()
     )
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-
-
-def save_overlay(image: np.ndarray, cam: np.ndarray, path: str | os.PathLike, *, alpha: float = 0.5) -> Path:
-    """Blend a [0, 1] map (jet colour map) over an (H, W, 3) uint8 image and save a PNG."""
-    from matplotlib import colormaps
-    from PIL import Image
-
-    image = np.asarray(image)
-    cam = np.asarray(cam, dtype=np.float32)
-    if image.shape[:2] != cam.shape:
-        raise ValueError(f"image {image.shape[:2]} and map {cam.shape} differ in size")
-    heat = colormaps["jet"](np.clip(cam, 0, 1))[..., :3]
-    blend = (1 - alpha) * image.astype(np.float32) / 255.0 + alpha * heat
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((blend * 255).round().astype(np.uint8)).save(path)
-    return path
-
-
-# --------------------------------------------------------------------------------------------- AIoU
-
-
-def _group_means(values: np.ndarray, groups: np.ndarray) -> dict[int, float]:
-    return {int(g): float(values[groups == g].mean()) for g in np.unique(groups)}
-
-
-def aiou_over_dataset(
-    adapter: Any,
-    images: Sequence[Any],
-    masks: Sequence[np.ndarray],
-    labels: Sequence[int],
-    class_names: Sequence[str],
-    templates: Sequence[str] | None = None,
-    *,
-    groups: Sequence[int] | None = None,
-    batch_size: int = 16,
-    target_layer: torch.nn.Module | str | None = None,
-    overlay_dir: str | os.PathLike | None = None,
-    max_overlays: int = 8,
-    binarize_masks: bool = True,
-) -> dict[str, Any]:
-    """AIoU (spec §2.6, Eqs. 8–9) of GradCAM maps for every image, with per-group means.
-
-    Each image gets a map for every class; its AIoU compares the true class's map with the best other
-    class's map on the object mask (aligned to the network input like the image).
-
-    Returns ``{"aiou", "per_image_aiou", "predictions", "group_aiou", "min_group_aiou",
-    "worst_accuracy_group", "worst_group_aiou"}``: ``worst_group_aiou`` is the mean AIoU within the
-    group of lowest zero-shot accuracy (the spec's reading); ``min_group_aiou`` the lowest group mean.
-    """
-    from hf_spurious.metrics import aiou_batch, aiou_summary
-
-    n = len(images)
-    for name, seq in (("masks", masks), ("labels", labels)):
-        if len(seq) != n:
-            raise ValueError(f"{len(seq)} {name} for {n} images; pass one per image")
-    if groups is not None and len(groups) != n:
-        raise ValueError(f"{len(groups)} groups for {n} images; pass one per image")
-    if n == 0:
-        raise ValueError("no images to explain")
-    labels_arr = np.asarray(labels, dtype=np.int64)
-    if labels_arr.min() < 0 or labels_arr.max() >= len(class_names):
-        raise ValueError(
-            f"labels must lie in [0, {len(class_names)}); got {labels_arr.min()}..{labels_arr.max()}"
-        )
-    text = class_text_embeddings(adapter, class_names, templates)
-    scale = logit_scale_value(adapter)
-    targets = [ClassSimilarityTarget(text[c], scale) for c in range(len(class_names))]
-    cam = ViTGradCAM(adapter, target_layer)
-    per_image = np.empty(n, dtype=np.float64)
-    preds = np.empty(n, dtype=np.int64)
-    saved = 0
-    for start in tqdm(range(0, n, batch_size), desc="GradCAM / AIoU", unit="batch"):
-        batch = [load_rgb(x) for x in images[start : start + batch_size]]
-        for j, (im, m) in enumerate(zip(batch, masks[start : start + batch_size])):
-            hw = (
-                (im.size[1], im.size[0])
-                if hasattr(im, "size") and not isinstance(im, np.ndarray)
-                else np.asarray(im).shape[:2]
-            )
-            if tuple(np.asarray(m).shape) != tuple(hw):
-                raise ValueError(
-                    f"image {start + j}: mask shape {np.asarray(m).shape} differs from the image size {tuple(hw)}; "
-                    "masks must be (H, W) at the image's own resolution"
-                )
-        pv = pixel_values_for(adapter, batch)
-        maps = cam(pv, targets).cpu()  # (B, C, H, W)
-        regions = align_masks(
-            adapter, [np.asarray(m) for m in masks[start : start + batch_size]], binarize=binarize_masks
-        )
-        with torch.no_grad():
-            emb = F.normalize(adapter.encode_images(pv).float(), dim=-1)
-            preds[start : start + len(batch)] = (emb @ text.T.to(emb.device)).argmax(dim=1).cpu().numpy()
-        if regions.shape[-2:] != maps.shape[-2:]:
-            raise ValueError(
-                f"aligned masks {tuple(regions.shape[-2:])} and maps {tuple(maps.shape[-2:])} differ"
-            )
-        per_image[start : start + len(batch)] = aiou_batch(
-            maps.numpy(), regions.numpy(), labels_arr[start : start + len(batch)]
-        )
-        if overlay_dir is not None and saved < max_overlays:
-            pictures = unnormalize(adapter, pv)
-            for j in range(len(batch)):
-                if saved >= max_overlays:
-                    break
-                y = int(labels_arr[start + j])
-                save_overlay(
-                    pictures[j],
-                    maps[j, y].numpy(),
-                    Path(overlay_dir) / f"gradcam_{start + j:05d}_{class_names[y]}.png",
-                )
-                saved += 1
-    out: dict[str, Any] = {
-        "aiou": float(per_image.mean()),
-        "per_image_aiou": per_image.tolist(),
-        "predictions": preds.tolist(),
-    }
-    if groups is not None:
-        g = np.asarray(groups, dtype=np.int64)
-        group_acc = _group_means((preds == labels_arr).astype(np.float64), g)
-        worst = min(group_acc, key=lambda k: (group_acc[k], k))
-        summary = aiou_summary(per_image, g, worst_group=worst)
-        out.update(
-            group_aiou=summary["group_aiou"],
-            min_group_aiou=min(summary["group_aiou"].values()),
-            worst_accuracy_group=worst,
-            worst_group_aiou=summary["worst_group_aiou"],
-        )
-    return out
-
-
-def aiou_for_records(
-    adapter: Any,
-    records: Sequence[Any],
-    class_names: Sequence[str],
-    templates: Sequence[str] | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """:func:`aiou_over_dataset` on ``ClassificationRecord``s (each needs a ``mask_path``)."""
-    missing = [r.image_id for r in records if not r.mask_path]
-    if missing:
-        raise ValueError(f"image {missing[0]!r} has no mask_path; AIoU needs an object mask for every image")
-    return aiou_over_dataset(
-        adapter,
-        [r.image_path for r in records],
-        [load_mask(r.mask_path) for r in records],
-        [r.label for r in records],
-        class_names,
-        templates,
-        groups=[r.group for r in records],
-        **kwargs,
-    )

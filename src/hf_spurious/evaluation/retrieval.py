@@ -9,79 +9,39 @@ their captions (standard 5K COCO / 1K Flickr30k protocol), both directions.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import torch
 
-from .engine import embed_gallery, embed_queries, rerank_with_itm, topk_similarities
+from hf_spurious.metrics import odmap_at_k, recall_both_directions, removed_mention_rate_at_k
 
-__all__ = ["Gallery", "RecallSet", "RetrievalQueries", "evaluate_recall", "evaluate_retrieval"]
+from .embedding_cache import embed_gallery, embed_queries
+from .rerank import rerank_with_itm
+from .retrieval_sets import Gallery, LazyImages, RecallSet, RetrievalQueries
+from .topk import ArrayLike, topk_similarities
 
+if TYPE_CHECKING:
+    from hf_spurious.models.adapters import VisionLanguageAdapter
 
-@dataclass
-class RetrievalQueries:
-    """Counterfactual query images with the classes removed from and kept in each."""
+__all__ = [
+    "Gallery",
+    "LazyImages",
+    "RecallSet",
+    "RetrievalQueries",
+    "bidirectional_recall",
+    "evaluate_recall",
+    "evaluate_retrieval",
+]
 
-    images: Sequence[Any]  # paths, PIL images or HxWx3 uint8 arrays
-    removed_classes: Sequence[frozenset[str] | Sequence[str]]
-    present_classes: Sequence[frozenset[str] | Sequence[str]]
-    ids: Sequence[str] | None = None
-    source_image_ids: Sequence[str] | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.images)
-        for name in ("removed_classes", "present_classes", "ids", "source_image_ids"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"{len(value)} {name} for {n} query images; pass one per image")
-        if n == 0:
-            raise ValueError("no query images; the counterfactual split is empty")
-
-
-@dataclass
-class Gallery:
-    """Caption gallery with its caption → class matrix (bool (G, C), columns = ``class_names``)."""
-
-    captions: Sequence[str]
-    classes: np.ndarray
-    class_names: Sequence[str]
-
-    def __post_init__(self) -> None:
-        self.classes = np.asarray(self.classes)
-        if self.classes.dtype != bool:
-            raise ValueError(f"the gallery class matrix must be boolean, got {self.classes.dtype}")
-        if self.classes.shape != (len(self.captions), len(self.class_names)):
-            raise ValueError(
-                f"gallery class matrix has shape {self.classes.shape}, expected "
-                f"({len(self.captions)} captions, {len(self.class_names)} classes)"
-            )
-        if not self.captions:
-            raise ValueError("the caption gallery is empty")
+#: ``rerank(ranked, query)`` re-orders (Q, K) candidate indices; ``query`` is "image" (i2t) or "text" (t2i).
+Rerank = Callable[[np.ndarray, str], np.ndarray]
 
 
-@dataclass
-class RecallSet:
-    """A retrieval test set: images, their captions and the image index of each caption."""
-
-    images: Sequence[Any]
-    captions: Sequence[str]
-    caption_to_image: Sequence[int]
-    image_ids: Sequence[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if len(self.caption_to_image) != len(self.captions):
-            raise ValueError(
-                f"{len(self.caption_to_image)} caption_to_image entries for {len(self.captions)} captions"
-            )
-        owner = np.asarray(self.caption_to_image)
-        if owner.size and (owner.min() < 0 or owner.max() >= len(self.images)):
-            raise ValueError(f"caption_to_image must index the {len(self.images)} images")
-
-
-def _cache_options(adapter: Any, cache_dir: Any, model_fingerprint: str | None) -> dict[str, Any]:
+def _cache_options(
+    adapter: VisionLanguageAdapter, cache_dir: Any, model_fingerprint: str | None
+) -> dict[str, Any]:
     if cache_dir is None:
         return {"cache_dir": None}
     return {"cache_dir": cache_dir, "model_fingerprint": model_fingerprint or adapter.fingerprint}
@@ -96,8 +56,38 @@ def _pair_scores(q_emb: np.ndarray, g_emb: np.ndarray, ranked: np.ndarray, chunk
     return out
 
 
+def bidirectional_recall(
+    image_embeds: ArrayLike,
+    text_embeds: ArrayLike,
+    caption_to_image: Sequence[int] | np.ndarray,
+    k: Sequence[int] = (1, 5, 10),
+    *,
+    chunk_size: int = 32768,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    rerank: Rerank | None = None,
+) -> dict[str, float]:
+    """Recall@K (percent) image → text and text → image plus ``rsum``, from embeddings.
+
+    Both directions rank by exact chunked top-k (ties: lower index first); ``rerank(ranked, query)``
+    (e.g. BLIP's ITM head) may re-order each direction's candidates (``query`` "image", then "text").
+    Scored by :func:`hf_spurious.metrics.recall_both_directions`.
+    """
+    kmax = max(k)
+    opts: dict[str, Any] = {"chunk_size": chunk_size, "device": device, "progress": progress}
+    _, i2t = topk_similarities(image_embeds, text_embeds, kmax, **opts)
+    _, t2i = topk_similarities(text_embeds, image_embeds, kmax, **opts)
+    if rerank is not None:
+        i2t = rerank(i2t, "image")
+        t2i = rerank(t2i, "text")
+    if i2t.shape[1] < kmax or t2i.shape[1] < kmax:
+        raise ValueError(f"k={kmax} exceeds the test set ({image_embeds.shape[0]} images); lower k")
+    owner = np.asarray(caption_to_image, dtype=np.int64)
+    return recall_both_directions(i2t, t2i, owner, k)
+
+
 def evaluate_recall(
-    adapter: Any,
+    adapter: VisionLanguageAdapter,
     recall_set: RecallSet,
     k: Sequence[int] = (1, 5, 10),
     *,
@@ -109,31 +99,62 @@ def evaluate_recall(
     model_fingerprint: str | None = None,
 ) -> dict[str, float]:
     """Recall@K image → text and text → image (percent) plus ``rsum``, via the chunked engine."""
-    from hf_spurious.metrics import recall_at_k
-
-    kmax = max(k)
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
     img = embed_queries(adapter, recall_set.images, ids=recall_set.image_ids, batch_size=batch_size, **opts)
     txt = embed_gallery(adapter, list(recall_set.captions), batch_size=batch_size, **opts)
-    owner = np.asarray(recall_set.caption_to_image, dtype=np.int64)
-    _, i2t = topk_similarities(img, txt, kmax, chunk_size=chunk_size, device=device)
-    _, t2i = topk_similarities(txt, img, kmax, chunk_size=chunk_size, device=device)
-    if rerank_top_n:
-        i2t = rerank_with_itm(adapter, recall_set.images, recall_set.captions, i2t, rerank_top_n)
-        t2i = rerank_with_itm(
-            adapter, recall_set.images, recall_set.captions, t2i, rerank_top_n, query="text"
+
+    def itm(ranked: np.ndarray, query: str) -> np.ndarray:
+        return rerank_with_itm(
+            adapter, recall_set.images, recall_set.captions, ranked, rerank_top_n or 0, query=query
         )
-    if i2t.shape[1] < kmax or t2i.shape[1] < kmax:
-        raise ValueError(f"k={kmax} exceeds the test set ({len(recall_set.images)} images); lower k")
-    out: dict[str, float] = {}
-    out.update(recall_at_k(i2t, owner, k, direction="i2t"))
-    out.update(recall_at_k(t2i, owner, k, direction="t2i"))
-    out["rsum"] = float(sum(v for key, v in out.items() if "_r@" in key))
-    return out
+
+    return bidirectional_recall(
+        img,
+        txt,
+        recall_set.caption_to_image,
+        k,
+        chunk_size=chunk_size,
+        device=device,
+        progress=True,
+        rerank=itm if rerank_top_n else None,
+    )
+
+
+def _rank_queries(
+    adapter: VisionLanguageAdapter,
+    queries: RetrievalQueries,
+    gallery: Gallery,
+    depth: int,
+    opts: dict[str, Any],
+    *,
+    rerank_top_n: int | None,
+    chunk_size: int,
+    device: str | None,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's first ``depth`` gallery captions and their scores, (Q, depth) each."""
+    q_emb = embed_queries(adapter, queries.images, ids=queries.ids, batch_size=batch_size, **opts)
+    g_emb = embed_gallery(adapter, list(gallery.captions), batch_size=batch_size, **opts)
+    scores, ranked = topk_similarities(
+        q_emb, g_emb, min(depth, len(gallery.captions)), chunk_size=chunk_size, device=device
+    )
+    if rerank_top_n:
+        ranked = rerank_with_itm(adapter, queries.images, gallery.captions, ranked, rerank_top_n)
+        scores = _pair_scores(q_emb, g_emb, ranked)
+    return ranked, scores
+
+
+def _gallery_ks(k: Sequence[int], gallery: Gallery) -> tuple[int, ...]:
+    ks = tuple(int(x) for x in k)
+    if not ks or min(ks) <= 0:
+        raise ValueError(f"k must be positive integers, got {k!r}")
+    if max(ks) > len(gallery.captions):
+        raise ValueError(f"k={max(ks)} exceeds the gallery of {len(gallery.captions)} captions; lower k")
+    return ks
 
 
 def evaluate_retrieval(
-    adapter: Any,
+    adapter: VisionLanguageAdapter,
     queries: RetrievalQueries,
     gallery: Gallery,
     k: Sequence[int] = (1, 5, 10),
@@ -156,41 +177,12 @@ def evaluate_retrieval(
     ``"per_query"`` (each query's top captions with score, relevance and whether it names a removed class).
     With ``rerank_top_n`` (BLIP), the first candidates are re-ranked by the ITM head.
     """
-    from hf_spurious.metrics import odmap_at_k, removed_mention_rate_at_k
-
-    ks = tuple(int(x) for x in k)
-    if not ks or min(ks) <= 0:
-        raise ValueError(f"k must be positive integers, got {k!r}")
-    kmax = max(ks)
-    if kmax > len(gallery.captions):
-        raise ValueError(f"k={kmax} exceeds the gallery of {len(gallery.captions)} captions; lower k")
+    ks = _gallery_ks(k, gallery)
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
-    q_emb = embed_queries(adapter, queries.images, ids=queries.ids, batch_size=batch_size, **opts)
-    g_emb = embed_gallery(adapter, list(gallery.captions), batch_size=batch_size, **opts)
-    depth = max(kmax, rerank_top_n or 0, top_captions)
-    scores, ranked = topk_similarities(
-        q_emb, g_emb, min(depth, len(gallery.captions)), chunk_size=chunk_size, device=device
-    )
-    if rerank_top_n:
-        ranked = rerank_with_itm(adapter, queries.images, gallery.captions, ranked, rerank_top_n)
-        scores = _pair_scores(q_emb, g_emb, ranked)
-    removed = [frozenset(x) for x in queries.removed_classes]
-    present = [frozenset(x) for x in queries.present_classes]
-    common = {"class_names": list(gallery.class_names)}
-    odmap = odmap_at_k(
-        ranked,
-        gallery.classes,
-        removed,
-        present,
-        k=ks,
-        present_rule=present_rule,
-        normalizer=normalizer,
-        return_per_query=True,
-        **common,
-    )
-    mention = removed_mention_rate_at_k(
-        ranked, gallery.classes, removed, k=ks, return_per_query=True, **common
-    )
+    run = {"rerank_top_n": rerank_top_n, "chunk_size": chunk_size, "device": device, "batch_size": batch_size}
+    depth = max(max(ks), rerank_top_n or 0, top_captions)
+    ranked, scores = _rank_queries(adapter, queries, gallery, depth, opts, **run)
+    odmap, mention = _score(ranked, queries, gallery, ks, present_rule, normalizer)
     result: dict[str, Any] = {
         "odmap": {key: v for key, v in odmap.items() if key.startswith("odmap@")},
         "removed_mention_rate": {
@@ -207,19 +199,38 @@ def evaluate_retrieval(
         },
     }
     if recall_pairs is not None:
+        fingerprint = opts.get("model_fingerprint")
         result["recall"] = evaluate_recall(
-            adapter,
-            recall_pairs,
-            ks,
-            cache_dir=cache_dir,
-            rerank_top_n=rerank_top_n,
-            chunk_size=chunk_size,
-            device=device,
-            batch_size=batch_size,
-            model_fingerprint=opts.get("model_fingerprint"),
+            adapter, recall_pairs, ks, cache_dir=cache_dir, model_fingerprint=fingerprint, **run
         )
     result["per_query"] = _per_query(queries, gallery, ranked, scores, odmap, mention, ks, top_captions)
     return result
+
+
+def _score(
+    ranked: np.ndarray,
+    queries: RetrievalQueries,
+    gallery: Gallery,
+    ks: tuple[int, ...],
+    present_rule: Literal["any", "all"],
+    normalizer: Literal["k", "min_k_r"],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ODmAP@k and the removed-mention rate of the ranked captions, with their per-query parts."""
+    removed = [frozenset(x) for x in queries.removed_classes]
+    present = [frozenset(x) for x in queries.present_classes]
+    names = {"class_names": list(gallery.class_names), "return_per_query": True}
+    odmap = odmap_at_k(
+        ranked,
+        gallery.classes,
+        removed,
+        present,
+        k=ks,
+        present_rule=present_rule,
+        normalizer=normalizer,
+        **names,
+    )
+    mention = removed_mention_rate_at_k(ranked, gallery.classes, removed, k=ks, **names)
+    return odmap, mention
 
 
 def _per_query(
@@ -227,8 +238,8 @@ def _per_query(
     gallery: Gallery,
     ranked: np.ndarray,
     scores: np.ndarray,
-    odmap: dict[str, Any],
-    mention: dict[str, Any],
+    odmap: Mapping[str, Any],
+    mention: Mapping[str, Any],
     ks: tuple[int, ...],
     top: int,
 ) -> list[dict[str, Any]]:

@@ -8,16 +8,15 @@ from .aiou import aiou, aiou_batch, aiou_summary, soft_iou
 from .discovery import accuracy_discrepancy, mutual_information, rank_spurious_attributes
 from .groups import WATERBIRDS_GROUP_NAMES, WATERBIRDS_TRAIN_GROUP_COUNTS, group_accuracies
 from .odmap import class_matrix, count_relevant, odmap_at_k, removed_mention_rate_at_k
-from .retrieval import recall_at_k, recall_at_k_from_similarity, retrieval_recall, top_k_indices
-
-#: Hub namespace of the evaluate modules: ``evaluate.load(f"{METRIC_NAMESPACE}/odmap")`` once pushed.
-METRIC_NAMESPACE = "hf_spurious"
-#: The evaluate modules shipped in the repository's top-level ``metrics/`` folder.
-METRIC_MODULES: tuple[str, ...] = ("odmap", "aiou", "group_accuracy", "retrieval_recall")
+from .retrieval import (
+    recall_at_k,
+    recall_at_k_from_similarity,
+    recall_both_directions,
+    retrieval_recall,
+    top_k_indices,
+)
 
 __all__ = [
-    "METRIC_MODULES",
-    "METRIC_NAMESPACE",
     "WATERBIRDS_GROUP_NAMES",
     "WATERBIRDS_TRAIN_GROUP_COUNTS",
     "accuracy_discrepancy",
@@ -32,6 +31,7 @@ __all__ = [
     "rank_spurious_attributes",
     "recall_at_k",
     "recall_at_k_from_similarity",
+    "recall_both_directions",
     "removed_mention_rate_at_k",
     "retrieval_recall",
     "soft_iou",

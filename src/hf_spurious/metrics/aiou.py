@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_labels, check_length, check_unit_interval, to_numpy
+from hf_spurious.metrics.checks import check_labels, check_length, check_ndim, check_unit_interval, to_numpy
 
 
 def soft_iou(maps: Any, regions: Any) -> np.ndarray | float:
@@ -26,16 +26,20 @@ def soft_iou(maps: Any, regions: Any) -> np.ndarray | float:
     b = to_numpy(regions, "regions").astype(np.float64)
     if m.ndim < 2 or b.ndim < 2:
         raise ValueError(f"`maps` and `regions` need at least 2 axes (H, W); got {m.shape} and {b.shape}.")
-    if m.shape[-2:] != b.shape[-2:]:
-        raise ValueError(
-            f"`maps` are {m.shape[-2:]} but `regions` are {b.shape[-2:]} (H, W); resize the masks to the maps' size."
-        )
+    _check_same_size(m, b)
     check_unit_interval(m, "maps")
     check_unit_interval(b, "regions")
     inter = np.minimum(m, b).sum(axis=(-2, -1))
     union = np.maximum(m, b).sum(axis=(-2, -1))
     iou = np.divide(inter, union, out=np.zeros(np.broadcast(inter, union).shape), where=union > 0)
     return float(iou) if iou.ndim == 0 else iou
+
+
+def _check_same_size(m: np.ndarray, b: np.ndarray) -> None:
+    if m.shape[-2:] != b.shape[-2:]:
+        raise ValueError(
+            f"`maps` are {m.shape[-2:]} but `regions` are {b.shape[-2:]} (H, W); resize the masks to the maps' size."
+        )
 
 
 def _aiou_from_ious(ious: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -54,10 +58,8 @@ def aiou_batch(maps: Any, regions: Any, targets: Any) -> np.ndarray:
     """AIoU per image: maps (N, C, H, W), regions (N, H, W), targets (N,) class ids -> (N,) in [0, 1]."""
     m = to_numpy(maps, "maps")
     b = to_numpy(regions, "regions")
-    if m.ndim != 4:
-        raise ValueError(f"`maps` must be (images, classes, H, W); got shape {m.shape}.")
-    if b.ndim != 3:
-        raise ValueError(f"`regions` must be (images, H, W); got shape {b.shape}.")
+    check_ndim(m, 4, "maps", "images, classes, H, W")
+    check_ndim(b, 3, "regions", "images, H, W")
     t = check_labels(targets, "targets")
     check_length(b, m.shape[0], "regions", "maps")
     check_length(t, m.shape[0], "targets", "maps")
@@ -67,10 +69,7 @@ def aiou_batch(maps: Any, regions: Any, targets: Any) -> np.ndarray:
         )
     if t.size and t.max() >= m.shape[1]:
         raise ValueError(f"`targets` holds class {int(t.max())} but `maps` have only {m.shape[1]} classes.")
-    if m.shape[-2:] != b.shape[-2:]:
-        raise ValueError(
-            f"`maps` are {m.shape[-2:]} but `regions` are {b.shape[-2:]} (H, W); resize the masks to the maps' size."
-        )
+    _check_same_size(m, b)
     check_unit_interval(b.astype(np.float64), "regions")
     empty = np.nonzero(b.reshape(b.shape[0], -1).sum(axis=1) <= 0)[0]
     if empty.size:
@@ -85,10 +84,8 @@ def aiou(maps: Any, region: Any, target: int) -> float:
     """AIoU of one image: maps (C, H, W) in [0, 1], region (H, W) in [0, 1], target the true class id."""
     m = to_numpy(maps, "maps")
     b = to_numpy(region, "region")
-    if m.ndim != 3:
-        raise ValueError(f"`maps` must be (classes, H, W); got shape {m.shape}.")
-    if b.ndim != 2:
-        raise ValueError(f"`region` must be (H, W); got shape {b.shape}.")
+    check_ndim(m, 3, "maps", "classes, H, W")
+    check_ndim(b, 2, "region", "H, W")
     return float(aiou_batch(m[None], b[None], np.array([target]))[0])
 
 

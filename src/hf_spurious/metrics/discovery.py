@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_labels, check_length, to_numpy
+from hf_spurious.metrics.checks import check_labels, check_length, check_ndim, to_numpy
 
 
 def _as_bool(x: Any, name: str) -> np.ndarray:
@@ -99,8 +99,27 @@ def rank_spurious_attributes(
     cls = check_labels(class_ids, "class_ids")
     ok = _as_bool(correct, "correct")
     det = _as_bool(detections, "detections")
-    if det.ndim != 2:
-        raise ValueError(f"`detections` must be (images, attributes); got shape {det.shape}.")
+    _check_discovery_inputs(cls, ok, det, attribute_names, class_names, min_detections, top_per_class)
+    banned = set(class_names or ())
+    rows: list[dict[str, Any]] = []
+    for c in np.unique(cls):
+        kept = _class_rows(int(c), cls == c, ok, det, attribute_names, class_names, banned, min_detections)
+        kept.sort(key=lambda r: -r["mutual_information"])  # stable: ties keep attribute order
+        rows.extend(kept[:top_per_class])
+    rows.sort(key=lambda r: -r["delta"])
+    return rows
+
+
+def _check_discovery_inputs(
+    cls: np.ndarray,
+    ok: np.ndarray,
+    det: np.ndarray,
+    attribute_names: Sequence[str],
+    class_names: Sequence[str] | None,
+    min_detections: int,
+    top_per_class: int,
+) -> None:
+    check_ndim(det, 2, "detections", "images, attributes")
     check_length(ok, cls.shape[0], "correct", "class_ids")
     check_length(det, cls.shape[0], "detections", "class_ids")
     check_length(attribute_names, det.shape[1], "attribute_names", "detections columns")
@@ -110,37 +129,43 @@ def rank_spurious_attributes(
         raise ValueError(
             f"`class_ids` holds {int(cls.max())} but `class_names` has {len(class_names)} names."
         )
-    banned = set(class_names or ())
-    rows: list[dict[str, Any]] = []
-    for c in np.unique(cls):
-        members = cls == c
-        ok_c, det_c = ok[members], det[members]
-        counts = det_c.sum(axis=0)
-        kept: list[dict[str, Any]] = []
-        for a in np.nonzero(counts >= min_detections)[0]:
-            word = attribute_names[a]
-            if word in banned:
-                continue
-            s = det_c[:, a]
-            mi = mutual_information(s, ok_c)
-            if mi <= 0:
-                continue
-            acc_with = float(100.0 * ok_c[s].mean())
-            acc_without = float(100.0 * ok_c[~s].mean())
-            kept.append(
-                {
-                    "class": class_names[int(c)] if class_names is not None else int(c),
-                    "class_id": int(c),
-                    "attribute": word,
-                    "detections": int(counts[a]),
-                    "images": int(members.sum()),
-                    "mutual_information": mi,
-                    "accuracy_with": acc_with,
-                    "accuracy_without": acc_without,
-                    "delta": acc_with - acc_without,
-                }
-            )
-        kept.sort(key=lambda r: -r["mutual_information"])  # stable: ties keep attribute order
-        rows.extend(kept[:top_per_class])
-    rows.sort(key=lambda r: -r["delta"])
-    return rows
+
+
+def _class_rows(
+    c: int,
+    members: np.ndarray,
+    ok: np.ndarray,
+    det: np.ndarray,
+    attribute_names: Sequence[str],
+    class_names: Sequence[str] | None,
+    banned: set[str],
+    min_detections: int,
+) -> list[dict[str, Any]]:
+    """One row per attribute of class ``c`` detected often enough and informative about correctness."""
+    ok_c, det_c = ok[members], det[members]
+    counts = det_c.sum(axis=0)
+    kept: list[dict[str, Any]] = []
+    for a in np.nonzero(counts >= min_detections)[0]:
+        word = attribute_names[a]
+        if word in banned:
+            continue
+        s = det_c[:, a]
+        mi = mutual_information(s, ok_c)
+        if mi <= 0:
+            continue
+        acc_with = float(100.0 * ok_c[s].mean())
+        acc_without = float(100.0 * ok_c[~s].mean())
+        kept.append(
+            {
+                "class": class_names[c] if class_names is not None else c,
+                "class_id": c,
+                "attribute": word,
+                "detections": int(counts[a]),
+                "images": int(members.sum()),
+                "mutual_information": mi,
+                "accuracy_with": acc_with,
+                "accuracy_without": acc_without,
+                "delta": acc_with - acc_without,
+            }
+        )
+    return kept

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_finite, check_labels, check_length, to_numpy
+from hf_spurious.metrics.checks import check_finite, check_labels, check_length, to_numpy
 
 WATERBIRDS_GROUP_NAMES: tuple[str, ...] = (
     "landbird/land",
@@ -69,13 +69,7 @@ def group_accuracies(
     hits = np.bincount(grp, weights=correct.astype(np.float64), minlength=num_groups)
     present = np.nonzero(counts > 0)[0]
     acc = hits[present] / counts[present] * 100.0
-    if weights is None:
-        adjusted = float(acc.mean())
-    else:
-        w = weights[present]
-        if w.sum() <= 0:
-            raise ValueError("`train_group_counts` are all zero for the groups present; cannot weight them.")
-        adjusted = float((acc * w).sum() / w.sum())
+    adjusted = _adjusted_average(acc, None if weights is None else weights[present])
     worst = int(np.argmin(acc))
     key = (lambda g: group_names[g]) if group_names is not None else (lambda g: int(g))
     return {
@@ -87,6 +81,15 @@ def group_accuracies(
         "group_accuracy": {key(int(g)): float(a) for g, a in zip(present, acc)},
         "group_count": {key(int(g)): int(counts[g]) for g in present},
     }
+
+
+def _adjusted_average(acc: np.ndarray, w: np.ndarray | None) -> float:
+    """Mean of the group accuracies ``acc``, weighted by training counts ``w`` when given."""
+    if w is None:
+        return float(acc.mean())
+    if w.sum() <= 0:
+        raise ValueError("`train_group_counts` are all zero for the groups present; cannot weight them.")
+    return float((acc * w).sum() / w.sum())
 
 
 def _count_vector(train_group_counts: Any, num_groups: int, evaluated: list[int]) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._checks import check_finite, check_ks, check_length, check_ranked, to_numpy
+from hf_spurious.metrics.checks import check_finite, check_ks, check_length, check_ranked, to_numpy
 
 ClassSets = Sequence[Iterable[str]]
 

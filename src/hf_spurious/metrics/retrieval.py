@@ -4,9 +4,11 @@
   among the top K captions.
 * text → image (``direction="t2i"``): one query per caption; a hit when its image is among the top K images.
 
-R@K = 100 · (hits / queries). Rankings come either as (Q, K) index arrays (e.g. from a chunked top-k engine)
-or from a similarity matrix, ranked here by descending score with ties broken by the lower gallery index
-(a stable sort).
+R@K = 100 · (hits / queries). :func:`recall_at_k` is the one Recall@K (one direction, from (Q, K) ranked
+index arrays, e.g. from a chunked top-k engine); :func:`recall_both_directions` adds up both directions and
+``rsum``; :func:`recall_at_k_from_similarity` ranks a dense similarity matrix first (by descending score,
+ties broken by the lower gallery index, a stable sort). :func:`retrieval_recall` is the generic hit rate
+over id lists (the ``retrieval_recall`` evaluate module).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._checks import check_finite, check_ks, check_labels, check_length, check_ranked, to_numpy
+from hf_spurious.metrics.checks import (
+    check_finite,
+    check_ks,
+    check_labels,
+    check_length,
+    check_ndim,
+    check_ranked,
+    to_numpy,
+)
 
 Direction = Literal["i2t", "t2i"]
 
@@ -91,6 +101,28 @@ def _hits_to_recall(
     return out
 
 
+def recall_both_directions(
+    i2t_ranked: Any | None,
+    t2i_ranked: Any | None,
+    caption_to_image: Any,
+    k: int | Iterable[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """Recall@K image → text and text → image (percent) from ranked index arrays, plus ``rsum``.
+
+    ``i2t_ranked`` (num_images, K) caption indices per image, ``t2i_ranked`` (num_captions, K) image indices
+    per caption, as for :func:`recall_at_k` (``None`` leaves a direction out). Returns
+    ``{"i2t_r@1": ..., "i2t_r@5": ..., "t2i_r@1": ..., ..., "rsum": sum of those recalls in that order}``.
+    """
+    ks = check_ks(k)
+    out: dict[str, float] = {}
+    if i2t_ranked is not None:
+        out.update(recall_at_k(i2t_ranked, caption_to_image, ks, direction="i2t"))
+    if t2i_ranked is not None:
+        out.update(recall_at_k(t2i_ranked, caption_to_image, ks, direction="t2i"))
+    out["rsum"] = float(sum(v for key, v in out.items() if "_r@" in key))
+    return out
+
+
 def recall_at_k_from_similarity(
     similarity: Any,
     caption_to_image: Any,
@@ -99,22 +131,21 @@ def recall_at_k_from_similarity(
 ) -> dict[str, float]:
     """Recall@K in both directions from a dense (num_images, num_captions) similarity matrix.
 
-    Returns {"i2t_r@1": ..., "t2i_r@1": ..., "rsum": sum of all recalls}. Only for test-set sizes
-    (5K × 25K); at gallery scale use a chunked top-k engine and :func:`recall_at_k`.
+    Ranks with :func:`top_k_indices` and scores with :func:`recall_both_directions`: returns
+    {"i2t_r@1": ..., "t2i_r@1": ..., "rsum": sum of all recalls} (i2t keys first). Only for test-set sizes
+    (5K × 25K); at gallery scale use a chunked top-k engine and :func:`recall_both_directions`.
     """
     ks = check_ks(k)
+    unknown = [d for d in directions if d not in ("i2t", "t2i")]
+    if unknown:
+        raise ValueError(f"`directions` must name 'i2t' and/or 't2i'; got {unknown[0]!r}.")
     sims = to_numpy(similarity, "similarity")
-    if sims.ndim != 2:
-        raise ValueError(f"`similarity` must be (num_images, num_captions); got shape {sims.shape}.")
+    check_ndim(sims, 2, "similarity", "num_images, num_captions")
     owner = check_labels(caption_to_image, "caption_to_image")
     check_length(owner, sims.shape[1], "caption_to_image", "similarity columns")
-    out: dict[str, float] = {}
-    for direction in directions:
-        scores = sims if direction == "i2t" else sims.T
-        ranked = top_k_indices(scores, max(ks))
-        out.update(recall_at_k(ranked, owner, ks, direction=direction))
-    out["rsum"] = float(sum(v for key, v in out.items() if "_r@" in key))
-    return out
+    i2t = top_k_indices(sims, max(ks)) if "i2t" in directions else None
+    t2i = top_k_indices(sims.T, max(ks)) if "t2i" in directions else None
+    return recall_both_directions(i2t, t2i, owner, ks)
 
 
 def retrieval_recall(

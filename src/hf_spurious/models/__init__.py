@@ -14,7 +14,7 @@ _EXPORTS = {
     "UnsupportedModelError": "hf_spurious.models.adapters",
     "RetrievalLoss": "hf_spurious.models.adapters",
     "DEFAULT_LORA_TARGETS": "hf_spurious.models.freezing",
-    "load_adapter": "hf_spurious.models.adapters",
+    "load_adapter": "hf_spurious.models.loading",
     "apply_freezing": "hf_spurious.models.freezing",
     "FreezingSummary": "hf_spurious.models.freezing",
     "FREEZING_POLICIES": "hf_spurious.models.freezing",

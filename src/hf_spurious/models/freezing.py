@@ -90,7 +90,7 @@ def apply_freezing(
             raise ValueError("the model already carries LoRA adapters; apply_freezing('lora') once")
         if lora_r < 1:
             raise ValueError(f"lora_r must be >= 1, got {lora_r}")
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # lazy: heavy optional dependency
 
         targets = lora_target_modules or DEFAULT_LORA_TARGETS.get(adapter.model_kind)
         if not targets:

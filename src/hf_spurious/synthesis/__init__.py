@@ -8,9 +8,14 @@ from hf_spurious.synthesis.planner import RemovalExplanation, RemovalPlan, expla
 _LAZY = {
     "Inpainter": ".inpaint",
     "get_inpainter": ".inpaint",
-    "SynthesisSettings": ".generator",
+    "SynthesisError": ".settings",
+    "SynthesisSettings": ".settings",
+    "TextSide": ".captions",
+    "collect_stats": ".shards",
+    "decorrelated_features": ".shards",
+    "merge_shards": ".shards",
     "generate_counterfactuals": ".generator",
-    "merge_shards": ".generator",
+    "process_state": ".generator",
 }
 
 __all__ = ["RemovalExplanation", "RemovalPlan", "explain_removal", "plan_removal", *sorted(_LAZY)]

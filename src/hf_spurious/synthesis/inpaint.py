@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from hf_spurious import world
 
 DEFAULT_PROMPT = "background, empty scene, natural continuation of the surroundings, high quality"
 DEFAULT_NEGATIVE_PROMPT = "object, person, animal, text, watermark, blurry, artifacts"
@@ -82,7 +85,7 @@ class OpenCVInpainter(Inpainter):
     """``cv2.inpaint`` with Telea (default) or Navier-Stokes."""
 
     def __init__(self, method: str = "telea", radius: float = 3.0) -> None:
-        import cv2
+        import cv2  # lazy: heavy optional dependency
 
         flags = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
         if method not in flags:
@@ -91,7 +94,7 @@ class OpenCVInpainter(Inpainter):
         self.spec = f"opencv:{method}"
 
     def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        import cv2
+        import cv2  # lazy: heavy optional dependency
 
         # cv2.inpaint is local (fast marching, neighbourhood = radius): working on the mask's box plus a
         # margin gives the same pixels as the whole image, much faster on large images.
@@ -134,7 +137,7 @@ class BlurFill(Inpainter):
         self.sigma, self.ksize = sigma, int(ksize)
 
     def _fill(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        import cv2
+        import cv2  # lazy: heavy optional dependency
 
         sigma = self.sigma if self.sigma is not None else max(1.0, 0.05 * min(image.shape[:2]))
         k = self.ksize or (2 * math.ceil(3 * sigma) + 1)
@@ -167,9 +170,7 @@ class OracleInpainter(Inpainter):
         if self.world_dir is None:
             raise InpaintError("the oracle inpainter needs world_dir (a SpuriousShapes world directory)")
         if self._world is None:
-            from hf_spurious.data.world import load_world
-
-            self._world = load_world(self.world_dir)
+            self._world = world.load_world(self.world_dir)
         out = []
         for i, ctx in enumerate(contexts):
             missing = {"split", "image_id", "removed_classes"} - set(ctx)
@@ -250,8 +251,8 @@ class DiffusersInpainter(Inpainter):
         dtype: str | None = None,
         safety_checker: bool = True,
     ) -> None:
-        import torch
-        from diffusers import AutoPipelineForInpainting
+        import torch  # lazy: only the diffusers backend needs it
+        from diffusers import AutoPipelineForInpainting  # lazy: heavy optional dependency
 
         self.model, self.prompt, self.negative_prompt = model, prompt, negative_prompt
         self.steps, self.strength, self.guidance_scale = int(steps), float(strength), float(guidance_scale)
@@ -282,9 +283,8 @@ class DiffusersInpainter(Inpainter):
         self.resolution = int(resolution) // 8 * 8
 
     def _fill_batch(self, images, masks, seeds, contexts):
-        import cv2
-        import torch
-        from PIL import Image
+        import cv2  # lazy: heavy optional dependency
+        import torch  # lazy: only the diffusers backend needs it
 
         out = list(images)
         self.last_flagged = [False] * len(images)

@@ -86,7 +86,7 @@ def rasterize_boxes(boxes: Sequence[Sequence[float]], width: int, height: int) -
 
 def rasterize_polygons(polygons: Polygons, width: int, height: int) -> np.ndarray:
     """Union of COCO polygons (flat ``[x0, y0, x1, y1, ...]`` lists) as a bool (H, W) mask."""
-    import cv2
+    import cv2  # lazy: keep the core import light (cv2 only for polygons and dilation)
 
     canvas = np.zeros((height, width), dtype=np.uint8)
     pts = []
@@ -105,7 +105,7 @@ def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
         raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
     if pixels == 0 or not mask.any():
         return mask.copy()
-    import cv2
+    import cv2  # lazy: keep the core import light (cv2 only for polygons and dilation)
 
     kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), dtype=np.uint8)
     return cv2.dilate(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(
@@ -181,20 +181,13 @@ def _evaluate(
     return OK, removed, kept, ratios
 
 
-def explain_removal(
+def _check_inputs(
     boxes_xywh: Sequence[Sequence[float]],
     classes: Sequence[str],
     image_size: tuple[int, int],
-    target_class: str | None = None,
-    alpha1: float = 0.4,
-    alpha2: float = 0.8,
-    alpha3: float = 0.7,
-    rng: np.random.Generator | int | None = None,
-    dilation: int = 0,
-    segmentations: Sequence[Polygons | None] | None = None,
-    use_segmentation: bool = False,
-) -> RemovalExplanation:
-    """Like :func:`plan_removal`, but also says why: a reason code and the per-candidate reasons."""
+    segmentations: Sequence[Polygons | None] | None,
+) -> tuple[int, int]:
+    """``(W, H)``, after checking that boxes, classes and polygons align and every box covers a pixel."""
     width, height = (int(v) for v in image_size)
     if width <= 0 or height <= 0:
         raise ValueError(f"image_size must be positive (W, H), got {image_size}")
@@ -209,6 +202,54 @@ def explain_removal(
                 f"box {i} {list(box)} ({classes[i]!r}) covers no pixel of the {width}x{height} image; "
                 "drop or fix the annotation"
             )
+    return width, height
+
+
+def _candidate_order(
+    present: list[str], target_class: str | None, rng: np.random.Generator | int | None
+) -> list[str]:
+    """The forced target; else the present classes in sorted (``rng`` None) or seeded shuffled order."""
+    if target_class is not None:
+        return [target_class]
+    if rng is None:
+        return present
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return [present[i] for i in gen.permutation(len(present))]
+
+
+def _removal_mask(
+    removed: tuple[str, ...],
+    removed_idx: list[int],
+    regions: dict[str, np.ndarray],
+    boxes_xywh: Sequence[Sequence[float]],
+    use_pixels: bool,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """The undilated mask of the removed classes: their pixel regions, or their boxes."""
+    if not use_pixels:
+        return rasterize_boxes([boxes_xywh[i] for i in removed_idx], width, height)
+    mask = np.zeros((height, width), dtype=bool)
+    for c in removed:
+        mask |= regions[c]
+    return mask
+
+
+def explain_removal(
+    boxes_xywh: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    image_size: tuple[int, int],
+    target_class: str | None = None,
+    alpha1: float = 0.4,
+    alpha2: float = 0.8,
+    alpha3: float = 0.7,
+    rng: np.random.Generator | int | None = None,
+    dilation: int = 0,
+    segmentations: Sequence[Polygons | None] | None = None,
+    use_segmentation: bool = False,
+) -> RemovalExplanation:
+    """Like :func:`plan_removal` (same arguments), but also says why: a reason code and per-candidate reasons."""
+    width, height = _check_inputs(boxes_xywh, classes, image_size, segmentations)
     present = sorted(set(classes))
     if len(present) < 2:
         return RemovalExplanation(None, FEWER_THAN_TWO_CLASSES, {})
@@ -222,17 +263,9 @@ def explain_removal(
     else:
         regions, weights = _region_grid(boxes_xywh, classes, width, height)
 
-    if target_class is not None:
-        order = [target_class]
-    elif rng is None:
-        order = present
-    else:
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        order = [present[i] for i in gen.permutation(len(present))]
-
     per_class: dict[str, str] = {}
     all_ratios: dict[str, dict[str, float]] = {}
-    for cand in order:
+    for cand in _candidate_order(present, target_class, rng):
         reason, removed, kept, ratios = _evaluate(
             cand, regions, weights, width * height, alpha1, alpha2, alpha3
         )
@@ -241,12 +274,7 @@ def explain_removal(
             continue
         removed_set = set(removed)
         removed_idx = [i for i, c in enumerate(classes) if c in removed_set]
-        if use_pixels:
-            mask = np.zeros((height, width), dtype=bool)
-            for c in removed:
-                mask |= regions[c]
-        else:
-            mask = rasterize_boxes([boxes_xywh[i] for i in removed_idx], width, height)
+        mask = _removal_mask(removed, removed_idx, regions, boxes_xywh, use_pixels, width, height)
         mask = dilate_mask(mask, dilation)
         if mask.all():
             per_class[cand] = MASK_COVERS_IMAGE
@@ -288,22 +316,12 @@ def plan_removal(
         alpha1: a kept class must lose strictly less than this share of its box area to B'.
         alpha2: a class with strictly more than this share of its area inside B^r is removed too.
         alpha3: B' must cover strictly less than this share of the image.
-        rng: candidates are tried in a shuffled order drawn from this generator (or int seed);
-            None tries them in sorted order. The first valid candidate wins.
-        dilation: grow the returned mask by this many pixels (α rules use undilated regions).
-        segmentations: per-object COCO polygons; with ``use_segmentation`` they replace the boxes for the
-            α rules and the mask (objects without a polygon keep their box). The paper uses boxes.
+        rng: candidates are tried in a shuffled order drawn from this generator (or int seed); None tries
+            them in sorted order. The first valid candidate wins.
+        dilation: grow the returned mask by this many pixels (the α rules use undilated regions).
+        segmentations: per-object COCO polygons; with ``use_segmentation=True`` they replace the boxes for
+            the α rules and the mask (objects without a polygon keep their box). The paper uses boxes.
     """
-    return explain_removal(
-        boxes_xywh,
-        classes,
-        image_size,
-        target_class=target_class,
-        alpha1=alpha1,
-        alpha2=alpha2,
-        alpha3=alpha3,
-        rng=rng,
-        dilation=dilation,
-        segmentations=segmentations,
-        use_segmentation=use_segmentation,
-    ).plan
+    options = dict(alpha1=alpha1, alpha2=alpha2, alpha3=alpha3, rng=rng, dilation=dilation)
+    options.update(segmentations=segmentations, use_segmentation=use_segmentation)
+    return explain_removal(boxes_xywh, classes, image_size, target_class, **options).plan

@@ -20,19 +20,20 @@ from hf_spurious.text.edit import (
     remove_phrases,
     tidy,
 )
-from hf_spurious.text.matrix import caption_class_matrix
+from hf_spurious.text.mentions import caption_class_matrix, matrix_key
 from hf_spurious.text.phrases import (
     DEFAULT_SPACY_MODEL,
     PhraseExtractor,
     SpacyFallbackWarning,
     lexical_spans,
 )
-from hf_spurious.text.templates import TEMPLATES, join_classes, prompt_caption
+from hf_spurious.text.templates import TEMPLATE_SETS, TEMPLATES, join_classes, prompt_caption
 
 __all__ = [
     "DEFAULT_SPACY_MODEL",
     "EDIT_METHODS",
     "TEMPLATES",
+    "TEMPLATE_SETS",
     "Captioner",
     "PhraseExtractor",
     "SpacyFallbackWarning",
@@ -42,6 +43,7 @@ __all__ = [
     "edit_caption",
     "join_classes",
     "lexical_spans",
+    "matrix_key",
     "np_removal",
     "np_removal_batch",
     "prompt_caption",

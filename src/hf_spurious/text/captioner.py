@@ -32,10 +32,10 @@ class Captioner:
         max_new_tokens: int = 30,
         generate_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        from transformers import pipeline
+        from transformers import pipeline  # lazy: heavy optional dependency
 
         if device is None:
-            import torch
+            import torch  # lazy: keep `import hf_spurious.text` light
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_id = str(model_id_or_dir)

@@ -1,4 +1,4 @@
-"""Noun phrases of captions: spaCy ``noun_chunks`` (cached on disk), or a lexical fallback.
+"""Noun phrases of captions: spaCy ``noun_chunks`` (parses kept in a cache object), or a lexical fallback.
 
 The extractor returns :class:`~hf_spurious.records.Phrase` records whose ``classes`` come from the
 vocabulary's mentions *in the whole caption* (so "toilet seat" inside a chunk is a toilet, never a chair).
@@ -9,19 +9,15 @@ that straddles chunk boundaries merges them. ``cover_mentions=False`` gives the 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import socket
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from hf_spurious.cache import digest
 from hf_spurious.records import Phrase
 from hf_spurious.vocab import ClassVocabulary
 from hf_spurious.vocab.forms import TOKEN_RE as _WORD
@@ -92,7 +88,7 @@ class SpacyFallbackWarning(UserWarning):
 
 @lru_cache(maxsize=4)
 def _load_spacy(name: str) -> Any:
-    import spacy
+    import spacy  # lazy: heavy optional dependency
 
     return spacy.load(name, exclude=list(_EXCLUDE))
 
@@ -102,7 +98,7 @@ def _resolve_backend(model: str | None, fallbacks: Sequence[str]) -> tuple[Any, 
     if model is None or model == LEXICAL:
         return None, LEXICAL
     try:
-        import spacy  # noqa: F401
+        import spacy  # noqa: F401  # lazy: heavy optional dependency
     except ImportError:
         candidates: list[str] = []
     else:
@@ -191,33 +187,29 @@ def _check_caption(caption: object, index: int | None = None) -> str:
 
 
 class PhraseExtractor:
-    """Noun phrases of captions with spaCy (``nlp.pipe``), cached on disk, with a lexical fallback.
+    """Noun phrases of captions with spaCy (``nlp.pipe``), with a lexical fallback; parses go to ``cache``.
 
     ``spacy_model`` is tried first, then ``fallbacks`` (the pinned test parser), then the lexical matcher
     with a :class:`SpacyFallbackWarning`; ``spacy_model=None`` (or ``"lexical"``) asks for the lexical
     matcher directly. ``backend`` names what is used. Parses (chunk character spans of the lower-cased
-    caption) are cached in ``cache_dir`` as JSON lines keyed by caption hash, one file per process (the
-    lexical backend needs no cache and ignores ``cache_dir``).
+    caption, a JSON list of ``[start, end]``) are kept in ``cache`` under
+    ``digest(parser_id, lower-cased caption)``: any mutable mapping (default: a private ``dict``), e.g. a
+    :class:`hf_spurious.cache.JsonlStore` to keep them on disk; its ``flush()`` is called after each parsed
+    batch. One store can serve several parsers. The lexical backend parses nothing and leaves it alone.
     """
 
     def __init__(
         self,
         spacy_model: str | None = DEFAULT_SPACY_MODEL,
-        cache_dir: str | os.PathLike[str] | None = None,
         *,
         fallbacks: Sequence[str] = SPACY_FALLBACKS,
         batch_size: int = 256,
+        cache: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.requested_model = spacy_model
         self.nlp, self.backend = _resolve_backend(spacy_model, fallbacks)
         self.batch_size = int(batch_size)
-        self._memo: dict[str, list[Span]] = {}
-        self._pending: list[tuple[str, list[Span]]] = []
-        self.cache_dir: Path | None = None
-        if cache_dir is not None and self.nlp is not None:
-            self.cache_dir = Path(cache_dir) / f"noun_chunks-{self.parser_id}"
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            self._load_cache()
+        self.cache: MutableMapping[str, Any] = {} if cache is None else cache
 
     @property
     def parser_id(self) -> str:
@@ -231,59 +223,35 @@ class PhraseExtractor:
             f"{meta.get('lang', 'xx')}_{meta.get('name', 'model')}-{meta.get('version', '0')}",
         )
 
-    # ------------------------------------------------------------------ cache
-    @staticmethod
-    def _key(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    def _parse(self, texts: Sequence[str], keys: Sequence[str], *, progress: bool) -> None:
+        """Parse ``texts`` with spaCy and put their chunk spans into the cache under ``keys``."""
+        bar = tqdm(
+            total=len(texts), desc="noun chunks", unit="caption", disable=not progress or len(texts) < 1000
+        )
+        docs = self.nlp.pipe(texts, batch_size=self.batch_size)
+        for key, doc in zip(keys, docs):
+            self.cache[key] = [[c.start_char, c.end_char] for c in doc.noun_chunks]
+            bar.update(1)
+        bar.close()
+        flush = getattr(self.cache, "flush", None)
+        if callable(flush):
+            flush()
 
-    def _load_cache(self) -> None:
-        assert self.cache_dir is not None
-        for path in sorted(self.cache_dir.glob("*.jsonl")):
-            with path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    try:  # a killed writer can leave a truncated last line: skip it
-                        row = json.loads(line)
-                        self._memo[row["k"]] = [(int(s), int(e)) for s, e in row["c"]]
-                    except (ValueError, KeyError, TypeError):
-                        continue
-
-    def _flush(self) -> None:
-        if self.cache_dir is None or not self._pending:
-            self._pending.clear()
-            return
-        path = self.cache_dir / f"{socket.gethostname()}-{os.getpid()}.jsonl"
-        lines = "".join(json.dumps({"k": k, "c": c}, separators=(",", ":")) + "\n" for k, c in self._pending)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(lines)
-        self._pending.clear()
-
-    # ------------------------------------------------------------------ parsing
     def chunk_spans(self, captions: Sequence[str], *, progress: bool = True) -> list[list[Span]]:
         """spaCy noun-chunk character spans per caption (``[]`` for every caption with the lexical backend)."""
         texts = [_check_caption(c, i) for i, c in enumerate(captions)]
         if self.nlp is None:
             return [[] for _ in texts]
         parsed = [t.lower() if len(t.lower()) == len(t) else t for t in texts]
-        keys = [self._key(p) for p in parsed]
-        todo: list[int] = []
-        seen: set[str] = set()
-        for i, k in enumerate(keys):
-            if k not in self._memo and k not in seen:
-                seen.add(k)
-                todo.append(i)
+        parser = self.parser_id
+        keys = [digest(parser, p) for p in parsed]
+        todo: dict[str, str] = {}
+        for k, p in zip(keys, parsed):
+            if k not in todo and self.cache.get(k) is None:
+                todo[k] = p
         if todo:
-            bar = tqdm(
-                total=len(todo), desc="noun chunks", unit="caption", disable=not progress or len(todo) < 1000
-            )
-            docs = self.nlp.pipe((parsed[i] for i in todo), batch_size=self.batch_size)
-            for i, doc in zip(todo, docs):
-                spans = [(c.start_char, c.end_char) for c in doc.noun_chunks]
-                self._memo[keys[i]] = spans
-                self._pending.append((keys[i], spans))
-                bar.update(1)
-            bar.close()
-            self._flush()
-        return [list(self._memo[k]) for k in keys]
+            self._parse(list(todo.values()), list(todo), progress=progress)
+        return [[(int(s), int(e)) for s, e in self.cache[k]] for k in keys]
 
     def phrases_batch(
         self,
@@ -312,4 +280,4 @@ class PhraseExtractor:
         return self.phrases_batch([caption], vocabulary, cover_mentions=cover_mentions, progress=False)[0]
 
     def __repr__(self) -> str:
-        return f"PhraseExtractor(backend={self.backend!r}, cache_dir={self.cache_dir})"
+        return f"PhraseExtractor(backend={self.backend!r}, cache={type(self.cache).__name__})"

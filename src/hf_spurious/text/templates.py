@@ -89,6 +89,9 @@ TEMPLATES: tuple[str, ...] = (
     "a tattoo of the {}.",
 )
 
+#: Template sets by name, as every ``--templates`` flag and ``SpuriousTrainingArguments.templates`` accept them.
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"default": TEMPLATES, "simple": ("a photo of a {}.",)}
+
 RngLike = np.random.Generator | int | None
 
 

@@ -1,5 +1,5 @@
-"""Spurious-aware fine-tuning: ``SpuriousTrainingArguments``, ``SpuriousAwareTrainer``, collators, sampling,
-Group DRO and cached frozen features."""
+"""Spurious-aware fine-tuning: ``SpuriousTrainingArguments``, ``SpuriousAwareTrainer``, the trainable adapter
+module, collators, sampling, Group DRO, cached frozen features and the evaluation metrics."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from hf_spurious._lazy import lazy_exports
 _EXPORTS = {
     "SpuriousTrainingArguments": "hf_spurious.training.config",
     "SpuriousAwareTrainer": "hf_spurious.training.trainer",
-    "SpuriousModel": "hf_spurious.training.trainer",
-    "dataset_groups": "hf_spurious.training.trainer",
-    "retrieval_recall_metrics": "hf_spurious.training.trainer",
+    "TrainableAdapter": "hf_spurious.training.model",
+    "SpuriousModel": "hf_spurious.training.model",  # deprecated name of TrainableAdapter
+    "prepare_adapter": "hf_spurious.training.model",
+    "dataset_groups": "hf_spurious.training.rows",
+    "retrieval_recall_metrics": "hf_spurious.training.metrics",
+    "group_metrics": "hf_spurious.training.metrics",
     "RetrievalCollator": "hf_spurious.training.collators",
     "ClassificationCollator": "hf_spurious.training.collators",
     "GroupBalancedSampler": "hf_spurious.training.samplers",
@@ -19,9 +22,9 @@ _EXPORTS = {
     "cache_features": "hf_spurious.training.features",
     "compute_features": "hf_spurious.training.features",
     "prompt_features": "hf_spurious.training.features",
-    "classification_rows": "hf_spurious.training.data",
-    "retrieval_rows": "hf_spurious.training.data",
-    "counterfactual_rows": "hf_spurious.training.data",
+    "classification_rows": "hf_spurious.training.rows",
+    "retrieval_rows": "hf_spurious.training.rows",
+    "counterfactual_rows": "hf_spurious.training.rows",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -39,6 +39,15 @@ def _int_column(rows: Sequence[dict[str, Any]], key: str, default: int | None = 
     return torch.tensor(values, dtype=torch.long)
 
 
+def _cached_features(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, torch.Tensor] | None:
+    """The batch's cached feature columns ``keys`` stacked, or None when its rows hold images."""
+    if not rows:
+        raise ValueError("empty batch")
+    if "image_features" not in rows[0]:
+        return None
+    return {key: _stack(rows, key) for key in keys}
+
+
 @dataclass
 class RetrievalCollator:
     """Image–caption pairs -> ``pixel_values``, ``input_ids``, ``attention_mask``, ``is_counterfactual``.
@@ -54,41 +63,38 @@ class RetrievalCollator:
     caption_key: str = "caption"
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if not rows:
-            raise ValueError("empty batch")
-        out: dict[str, torch.Tensor] = {}
-        if "image_features" in rows[0]:
-            out["image_features"] = _stack(rows, "image_features")
-            out["text_features"] = _stack(rows, "text_features")
-        else:
-            if self.processor is None:
-                raise ValueError("RetrievalCollator needs a processor for raw images and captions")
-            text = {
-                "text": [str(r[self.caption_key]) for r in rows],
-                "return_tensors": "pt",
-                "padding": True,
-                "truncation": True,
-                "max_length": self.max_length,
-            }
-            if "pixel_values" in rows[0]:
-                raw = [i for i, r in enumerate(rows) if "pixel_values" not in r]
-                if raw:
-                    raise ValueError(
-                        f"row {raw[0]} has no 'pixel_values' but row 0 has: a batch must be all preprocessed "
-                        "images or all raw images"
-                    )
-                enc = dict(getattr(self.processor, "tokenizer", self.processor)(**text))
-                enc["pixel_values"] = _stack(rows, "pixel_values")
-            else:
-                images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
-                enc = self.processor(images=images, **text)
-            out["pixel_values"] = enc["pixel_values"]
-            out["input_ids"] = enc["input_ids"]
-            out["attention_mask"] = enc["attention_mask"]
+        out = _cached_features(rows, ("image_features", "text_features"))
+        if out is None:
+            out = self._encode(rows)
         out["is_counterfactual"] = torch.tensor([bool(r.get("is_counterfactual", False)) for r in rows])
         if "image_index" in rows[0]:
             out["image_index"] = _int_column(rows, "image_index")
         return out
+
+    def _encode(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Tokenised captions and pixel values (preprocessed rows are stacked, raw images processed)."""
+        if self.processor is None:
+            raise ValueError("RetrievalCollator needs a processor for raw images and captions")
+        text = {
+            "text": [str(r[self.caption_key]) for r in rows],
+            "return_tensors": "pt",
+            "padding": True,
+            "truncation": True,
+            "max_length": self.max_length,
+        }
+        if "pixel_values" in rows[0]:
+            raw = [i for i, r in enumerate(rows) if "pixel_values" not in r]
+            if raw:
+                raise ValueError(
+                    f"row {raw[0]} has no 'pixel_values' but row 0 has: a batch must be all preprocessed "
+                    "images or all raw images"
+                )
+            enc = dict(getattr(self.processor, "tokenizer", self.processor)(**text))
+            enc["pixel_values"] = _stack(rows, "pixel_values")
+        else:
+            images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
+            enc = self.processor(images=images, **text)
+        return {key: enc[key] for key in ("pixel_values", "input_ids", "attention_mask")}
 
 
 @dataclass
@@ -105,16 +111,12 @@ class ClassificationCollator:
     image_key: str = "image"
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if not rows:
-            raise ValueError("empty batch")
-        out: dict[str, torch.Tensor] = {}
-        if "image_features" in rows[0]:
-            out["image_features"] = _stack(rows, "image_features")
-        else:
+        out = _cached_features(rows, ("image_features",))
+        if out is None:
             if self.processor is None:
                 raise ValueError("ClassificationCollator needs a processor for raw images")
             images = [load_rgb(r[self.image_key], f"row {i}") for i, r in enumerate(rows)]
-            out["pixel_values"] = self.processor(images=images, return_tensors="pt")["pixel_values"]
+            out = {"pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"]}
         labels = _int_column(rows, "label")
         attributes = _int_column(rows, "attribute", default=MISSING)
         if "group" in rows[0]:

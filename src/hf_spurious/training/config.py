@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hf_spurious.losses import SpuriousAwareLoss
+from hf_spurious.text import TEMPLATE_SETS, TEMPLATES
+
 TASKS = ("retrieval", "classification")
 FREEZE_POLICIES = ("projection", "full", "lora")
+WEIGHTS = (
+    "clip_weight",
+    "zero_shot_ce_weight",
+    "image_class_weight",
+    "text_class_weight",
+    "image_spurious_weight",
+    "text_spurious_weight",
+    "itm_weight",
+)
+#: the allowed values of the fields with a fixed set of choices
+CHOICES = {
+    "contrastive_form": ("supcon", "linear"),
+    "spurious_form": ("contrastive", "cross_entropy"),
+    "spurious_grouping": ("attribute", "class_attribute"),
+    "if_no_positives": ("skip", "raise"),
+    "sampling": ("uniform", "group_balanced"),
+    "objective": ("erm", "group_dro"),
+}
 
 
 def default_templates() -> list[str]:
     """The 80 CLIP ImageNet prompt templates (spec §2.9), from :mod:`hf_spurious.text`."""
-    from hf_spurious.text import TEMPLATES
-
     return list(TEMPLATES)
 
 
@@ -31,9 +51,10 @@ class SpuriousTrainingArguments(TrainingArguments):
 
     task (`str`, *optional*, defaults to `"classification"`): `"retrieval"` (image–caption pairs, D ∪ D′)
         or `"classification"` (labelled images with spurious attributes, Waterbirds-style).
-    clip_weight, class_weight, image_class_weight, text_class_weight, image_spurious_weight,
+    clip_weight, zero_shot_ce_weight, image_class_weight, text_class_weight, image_spurious_weight,
     text_spurious_weight, itm_weight (`float`): weights of L_CLIP, the ERM cross-entropy on the zero-shot
-        logits, L_vc, L_lc, L_vs, L_ls and BLIP's ITM loss. A term with weight 0 is not computed.
+        logits, L_vc, L_lc, L_vs, L_ls and BLIP's ITM loss. A term with weight 0 is not computed; at least
+        one term of the task must be on (classification: any but ITM; retrieval: L_CLIP or ITM).
     contrastive_form (`str`, defaults to `"supcon"`): `"supcon"` (the paper's CS) or `"linear"` (the
         released code's cosine-mean form, reference-compat).
     spurious_form (`str`, defaults to `"contrastive"`): L_vs as `"contrastive"` or the code's `"cross_entropy"`.
@@ -55,7 +76,13 @@ class SpuriousTrainingArguments(TrainingArguments):
 
     sampling (`"uniform"` | `"group_balanced"`), objective (`"erm"` | `"group_dro"`), dro_step_size (η,
     0.01), dro_generalization_adjustment (C), if_no_positives (`"skip"` | `"raise"`),
-    lr_step_decay_every_epochs / lr_step_decay_factor (Kim et al.'s ×0.5 step decay).
+    lr_step_decay_every_epochs / lr_step_decay_factor (Kim et al.'s ×0.5 step decay). Group DRO needs
+    `task="classification"` and a per-example term (clip_weight or zero_shot_ce_weight > 0).
+
+    > Deprecated parameters
+
+    class_weight (`float`, *optional*): renamed `zero_shot_ce_weight` (it weights the zero-shot
+        cross-entropy, not a class); still accepted with a `FutureWarning` until hf_spurious 0.3.
 
     > [!NOTE]
     > Overridden [`~transformers.TrainingArguments`] defaults: `remove_unused_columns=False` (the collators
@@ -77,7 +104,7 @@ class SpuriousTrainingArguments(TrainingArguments):
     clip_weight: float = field(
         default=1.0, metadata={"help": "Weight of the symmetric CLIP contrastive loss L_CLIP."}
     )
-    class_weight: float = field(
+    zero_shot_ce_weight: float = field(
         default=0.0,
         metadata={
             "help": "Weight of the cross-entropy on the zero-shot class logits (the paper's ERM baseline)."
@@ -144,10 +171,16 @@ class SpuriousTrainingArguments(TrainingArguments):
             "choices": ["skip", "raise"],
         },
     )
+    class_weight: float | None = field(
+        default=None,
+        metadata={"help": "Deprecated (removed in hf_spurious 0.3): use zero_shot_ce_weight."},
+    )
     # --- prompts ---
     templates: list[str] = field(
         default_factory=default_templates,
-        metadata={"help": "Prompt templates with one '{}' (default: the 80 CLIP ImageNet templates)."},
+        metadata={
+            "help": "Prompt templates with one '{}', or a set by name: 'default' (the 80 CLIP ImageNet templates, the default) or 'simple' ('a photo of a {}.')."
+        },
     )
     class_names: list[str] | None = field(
         default=None,
@@ -241,22 +274,21 @@ class SpuriousTrainingArguments(TrainingArguments):
     learning_rate: float = field(default=1e-5, metadata={"help": "The initial learning rate."})
 
     def __post_init__(self) -> None:
+        self._map_deprecated()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.freeze_policy not in FREEZE_POLICIES:
             raise ValueError(f"freeze_policy must be one of {FREEZE_POLICIES}, got {self.freeze_policy!r}")
-        for name in (
-            "clip_weight",
-            "class_weight",
-            "image_class_weight",
-            "text_class_weight",
-            "image_spurious_weight",
-            "text_spurious_weight",
-            "itm_weight",
-            "dro_step_size",
-        ):
+        for name in (*WEIGHTS, "dro_step_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if (
+            len(self.templates) == 1 and self.templates[0] in TEMPLATE_SETS
+        ):  # a set by name: "default", "simple"
+            self.templates = list(TEMPLATE_SETS[self.templates[0]])
         bad = [t for t in self.templates if t.count("{}") != 1]
         if bad:
             raise ValueError(f"every template needs exactly one '{{}}'; fix {bad[0]!r}")
@@ -264,6 +296,44 @@ class SpuriousTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "worst_group_accuracy"
             if self.greater_is_better is None:
                 self.greater_is_better = True
+        self._check_losses()
+        if self.use_cached_features and self.train_text_embeddings:
+            raise ValueError("train_text_embeddings changes the text features: set use_cached_features=False")
+        if self.use_cached_features and self.freeze_policy != "projection":
+            raise ValueError("use_cached_features needs frozen encoders: set freeze_policy='projection'")
+        super().__post_init__()
+
+    def _map_deprecated(self) -> None:
+        """``class_weight`` -> ``zero_shot_ce_weight`` with a ``FutureWarning`` (TRL style)."""
+        if self.class_weight is None:
+            return
+        warnings.warn(
+            "class_weight is deprecated and will be removed in hf_spurious 0.3; use zero_shot_ce_weight "
+            "(the weight of the zero-shot cross-entropy)",
+            FutureWarning,
+            stacklevel=4,  # the caller of SpuriousTrainingArguments(...)
+        )
+        if self.zero_shot_ce_weight not in (0.0, self.class_weight):
+            raise ValueError("give zero_shot_ce_weight or its deprecated name class_weight, not both")
+        self.zero_shot_ce_weight, self.class_weight = self.class_weight, None
+
+    def _check_losses(self) -> None:
+        """Combinations of loss weights, prompts and objective that cannot train."""
+        per_example = self.clip_weight > 0 or self.zero_shot_ce_weight > 0
+        if self.task == "retrieval" and self.clip_weight == 0 and self.itm_weight == 0:
+            raise ValueError("every retrieval loss weight is 0; set clip_weight or itm_weight > 0")
+        if (
+            self.task == "classification"
+            and not per_example
+            and not any(getattr(self, w) > 0 for w in WEIGHTS[2:-1])
+        ):
+            raise ValueError("every loss weight is 0; set at least clip_weight or zero_shot_ce_weight > 0")
+        if self.objective == "group_dro" and self.task != "classification":
+            raise ValueError("objective='group_dro' needs task='classification' (groups = class x attribute)")
+        if self.objective == "group_dro" and not per_example:
+            raise ValueError(
+                "objective='group_dro' reweights per-example losses: set clip_weight or zero_shot_ce_weight > 0"
+            )
         if self.text_spurious_weight > 0 and not self.attribute_names:
             raise ValueError(
                 "text_spurious_weight > 0 needs attribute_names (e.g. --attribute_names land water)"
@@ -276,11 +346,6 @@ class SpuriousTrainingArguments(TrainingArguments):
             raise ValueError(
                 "spurious_form='cross_entropy' needs attribute_prompts (e.g. 'bird on land' 'bird on water')"
             )
-        if self.use_cached_features and self.train_text_embeddings:
-            raise ValueError("train_text_embeddings changes the text features: set use_cached_features=False")
-        if self.use_cached_features and self.freeze_policy != "projection":
-            raise ValueError("use_cached_features needs frozen encoders: set freeze_policy='projection'")
-        super().__post_init__()
 
     @property
     def cached(self) -> bool:
@@ -288,3 +353,23 @@ class SpuriousTrainingArguments(TrainingArguments):
         if self.use_cached_features is None:
             return self.freeze_policy == "projection" and not self.train_text_embeddings
         return bool(self.use_cached_features)
+
+
+def build_loss(args: SpuriousTrainingArguments, *, with_itm: bool = False) -> SpuriousAwareLoss:
+    """The :class:`~hf_spurious.losses.SpuriousAwareLoss` of ``args`` (weights and flags); ``with_itm``:
+    the model has an ITM head and trains on raw images (else ``itm_weight`` is ignored)."""
+    return SpuriousAwareLoss(
+        args.task,  # type: ignore[arg-type]
+        clip_weight=args.clip_weight,
+        zero_shot_ce_weight=args.zero_shot_ce_weight,
+        image_class_weight=args.image_class_weight,
+        text_class_weight=args.text_class_weight,
+        image_spurious_weight=args.image_spurious_weight,
+        text_spurious_weight=args.text_spurious_weight,
+        itm_weight=args.itm_weight if with_itm else 0.0,
+        contrastive_form=args.contrastive_form,  # type: ignore[arg-type]
+        spurious_form=args.spurious_form,  # type: ignore[arg-type]
+        spurious_grouping=args.spurious_grouping,  # type: ignore[arg-type]
+        mask_same_class_in_clip=args.mask_same_class_in_clip,
+        if_no_positives=args.if_no_positives,  # type: ignore[arg-type]
+    )

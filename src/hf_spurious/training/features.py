@@ -8,7 +8,6 @@ data, and training runs the projections (and the same losses) on them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hf_spurious.cache import digest
+from hf_spurious.models.adapters import VisionLanguageAdapter
+
 from .collators import ClassificationCollator, RetrievalCollator
+from .config import SpuriousTrainingArguments
 
 # columns carried over from the raw rows to the feature rows
 PASSTHROUGH = ("label", "attribute", "group", "is_counterfactual", "image_id", "image_index")
@@ -27,21 +30,20 @@ def _data_fingerprint(dataset: Any) -> str:
     fp = getattr(dataset, "_fingerprint", None)
     if fp:
         return str(fp)
-    from datasets.fingerprint import Hasher
+    from datasets.fingerprint import Hasher  # lazy: datasets is heavy
 
     return Hasher.hash([dict(r) for r in dataset])
 
 
-def features_fingerprint(adapter: Any, dataset: Any, task: str) -> str:
+def features_fingerprint(adapter: VisionLanguageAdapter, dataset: Any, task: str) -> str:
     """Cache key: the adapter's ``fingerprint`` (config, processor settings, every weight) + data
-    fingerprint + task."""
-    key = f"{adapter.fingerprint}|{_data_fingerprint(dataset)}|{task}|v1"
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
+    fingerprint + task, by :func:`hf_spurious.cache.digest`."""
+    return digest(adapter.fingerprint, _data_fingerprint(dataset), task, "features-v2", length=20)
 
 
 @torch.no_grad()
 def compute_features(
-    adapter: Any,
+    adapter: VisionLanguageAdapter,
     dataset: Any,
     *,
     task: str,
@@ -78,7 +80,7 @@ def compute_features(
 
 
 def cache_features(
-    adapter: Any,
+    adapter: VisionLanguageAdapter,
     dataset: Any,
     *,
     task: str,
@@ -91,7 +93,7 @@ def cache_features(
     Rows hold ``image_features`` (and ``text_features`` for retrieval) as float32 arrays plus the
     ``label``/``attribute``/``group``/``is_counterfactual``/``image_id``/``image_index`` columns present.
     """
-    import datasets
+    import datasets  # lazy: datasets is heavy
 
     if task not in ("retrieval", "classification"):
         raise ValueError(f"task must be 'retrieval' or 'classification', got {task!r}")
@@ -129,7 +131,7 @@ def feature_rows(dataset: Any, max_bytes: int = IN_MEMORY_MAX_BYTES) -> Any:
 
 @torch.no_grad()
 def prompt_features(
-    adapter: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 256
+    adapter: VisionLanguageAdapter, tokenizer: Any, texts: Sequence[str], batch_size: int = 256
 ) -> torch.Tensor:
     """Pooled (pre-projection) text-encoder outputs of ``texts`` (frozen text encoder), shape (N, Dt)."""
     device = next(adapter.model.parameters()).device
@@ -145,3 +147,28 @@ def prompt_features(
         return torch.cat(out).float()
     finally:
         adapter.model.train(was_training)
+
+
+def cached_datasets(
+    adapter: VisionLanguageAdapter,
+    args: SpuriousTrainingArguments,
+    processor: Any,
+    *datasets_: Any,
+) -> list[Any]:
+    """Cached-feature versions of the datasets (in-memory rows, see :func:`feature_rows`), computed on the
+    main process first and stored under ``args.feature_cache_dir`` (default ``<output_dir>/feature_cache``).
+    ``None`` stays ``None``; rows that already hold ``image_features`` are kept; a dict of datasets is
+    cached value by value."""
+    cache_dir = args.feature_cache_dir or str(Path(args.output_dir, "feature_cache"))
+
+    def cached(ds: Any) -> Any:
+        if ds is None or (len(ds) and "image_features" in ds[0]):
+            return ds
+        return feature_rows(
+            cache_features(adapter, ds, task=args.task, cache_dir=cache_dir, processor=processor)
+        )
+
+    with args.main_process_first(desc="feature cache"):
+        return [
+            {k: cached(v) for k, v in ds.items()} if isinstance(ds, dict) else cached(ds) for ds in datasets_
+        ]

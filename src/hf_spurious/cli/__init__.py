@@ -1,0 +1,88 @@
+"""The ``hf-spurious`` command. Each subcommand lives in its own module, imported only when used.
+
+A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int | None``. Every flag is
+accepted as ``--kebab-case`` and ``--snake_case``; ``--debug`` (before or after COMMAND) shows the traceback
+of an error that otherwise prints as a short message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+from hf_spurious.cli._common import USER_ERRORS, make_parser, report_user_error
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "hf_spurious.cli.demo",
+        "Run the expose -> mitigate pipeline on the built-in SpuriousShapes world.",
+    ),
+    "world": (
+        "hf_spurious.cli.world",
+        "Generate a SpuriousShapes world in the COCO / Karpathy / WILDS layouts.",
+    ),
+    "counterfactuals": (
+        "hf_spurious.cli.counterfactuals",
+        "Build a decorrelated (counterfactual) split of COCO, Flickr30k or SpuriousShapes.",
+    ),
+    "evaluate": (
+        "hf_spurious.cli.evaluate",
+        "Evaluate a model: ODmAP@k and Recall@K, or group accuracies and AIoU.",
+    ),
+    "discover": (
+        "hf_spurious.cli.discover",
+        "Rank candidate spurious attributes by accuracy discrepancy.",
+    ),
+    "train": ("hf_spurious.cli.train", "Fine-tune CLIP / BLIP with the spurious-aware losses."),
+    "install-metrics": (
+        "hf_spurious.cli.install_metrics",
+        "Place the evaluate modules so evaluate.load('odmap') works offline.",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``hf-spurious [--debug] COMMAND ...`` (each command parses its own flags)."""
+    parser = argparse.ArgumentParser(prog="hf-spurious", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of subcommand ``name``."""
+    return importlib.import_module(SUBCOMMANDS[name][0])  # lazy: import only the subcommand in use
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The full parser of subcommand ``name`` (both spellings of every flag, defaults in the help)."""
+    return make_parser(f"hf-spurious {name}", SUBCOMMANDS[name][1], command_module(name).add_arguments)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hf-spurious [--debug] COMMAND [flags]``; a user error is two lines on stderr and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = False
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
+    if not argv or argv[0] not in SUBCOMMANDS:
+        build_parser().parse_args(argv)  # prints usage / errors and exits
+        return 2
+    name = argv[0]
+    args = command_parser(name).parse_args(argv[1:])
+    args.show_traceback = debug or getattr(args, "show_traceback", False)
+    try:
+        code = command_module(name).run(args)
+    except USER_ERRORS as err:
+        if args.show_traceback:
+            raise
+        return report_user_error(name, err)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

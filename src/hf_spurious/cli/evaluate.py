@@ -1,0 +1,211 @@
+"""``hf-spurious evaluate``: ODmAP@k / removed-mention rate / Recall@K, or group accuracies / AIoU.
+
+Retrieval::
+
+    hf-spurious evaluate --model openai/clip-vit-base-patch32 --dataset ./coco_decorrelated \\
+        --gallery /data/coco --source coco --metrics odmap,recall --k 1,5,10 --out results/clip
+
+Classification::
+
+    hf-spurious evaluate --task classification --model ./ckpt --data-dir /data/waterbirds \\
+        --metrics group,aiou --out results/wb
+
+Writes ``results.json``, ``results.md`` and PNG bar charts into ``--out`` (plus ``per_query.jsonl``
+for retrieval and GradCAM overlays for AIoU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hf_spurious.cache import atomic_write_text
+from hf_spurious.cli._common import (
+    ListAction,
+    add_batch_size,
+    add_class_names,
+    add_data_dir,
+    add_device,
+    add_model,
+    add_out,
+    add_templates,
+    positive_int,
+)
+from hf_spurious.cli.evaluate_classification import TRAIN_COUNT_KEYWORDS, run_classification
+from hf_spurious.cli.evaluate_retrieval import load_recall_set, run_retrieval
+from hf_spurious.evaluation.plots import (
+    classification_markdown,
+    plot_classification,
+    plot_retrieval,
+    retrieval_markdown,
+)
+from hf_spurious.models import load_adapter
+
+__all__ = ["add_arguments", "load_recall_set", "run", "write_outputs"]
+
+RETRIEVAL_METRICS = ("odmap", "recall")
+CLASSIFICATION_METRICS = ("group", "aiou")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shared flags, then the retrieval and the classification groups."""
+    add_model(parser, "model id or checkpoint folder (CLIP or BLIP retrieval)")
+    parser.add_argument(
+        "--task", choices=("retrieval", "classification"), default="retrieval", help="what to evaluate"
+    )
+    parser.add_argument(
+        "--metrics",
+        action=ListAction,
+        default=None,
+        metavar="METRIC",
+        help="retrieval: odmap,recall; classification: group,aiou (None: all of the task's)",
+    )
+    add_out(parser, "evaluation_results")
+    parser.add_argument("--split", default="test", help="split to evaluate")
+    add_batch_size(parser, 64, "images / captions per forward pass")
+    parser.add_argument(
+        "--cache-dir", default=None, help="embedding / class-matrix cache folder (default: <out>/cache)"
+    )
+    add_device(parser, "torch device for the model and top-k (default: cuda when present)")
+    add_data_dir(
+        parser,
+        "retrieval: source data folder for Recall@K (test split; default: --gallery when it is a folder); "
+        "classification: the WILDS-layout Waterbirds folder",
+    )
+    _add_retrieval(parser.add_argument_group("retrieval"))
+    _add_classification(parser.add_argument_group("classification"))
+
+
+def _add_retrieval(g: Any) -> None:
+    g.add_argument(
+        "--dataset",
+        help="counterfactual (decorrelated) split: builder output folder, save_to_disk folder, parquet file or hub id",
+    )
+    g.add_argument(
+        "--config",
+        default=None,
+        help="dataset config name (hub datasets / exported folders with several configs)",
+    )
+    g.add_argument(
+        "--gallery",
+        help="source data folder (COCO/Karpathy, Flickr30k Entities, SpuriousShapes) whose train+val+test captions form the gallery, or a captions file (.txt/.json/.jsonl)",
+    )
+    g.add_argument("--source", choices=("coco", "flickr30k", "shapes"), default="coco", help="source layout")
+    g.add_argument(
+        "--vocabulary", default=None, help="class vocabulary for caption matching (default: the source's)"
+    )
+    g.add_argument(
+        "--matcher",
+        choices=("lexical", "spacy", "annotated"),
+        default=None,
+        help="caption -> class matcher (default: annotated for flickr30k, else lexical)",
+    )
+    g.add_argument("--k", action=ListAction, item=positive_int, default=[1, 5, 10], help="cut-offs")
+    g.add_argument(
+        "--present-rule", choices=("any", "all"), default="any", help="relevant: any / all kept classes"
+    )
+    g.add_argument(
+        "--normalizer", choices=("k", "min_k_r"), default="k", help="AP@k divisor: k or min(k, #relevant)"
+    )
+    g.add_argument(
+        "--rerank-top-n",
+        type=int,
+        default=0,
+        help="BLIP: re-rank this many candidates with the ITM head (0 = off)",
+    )
+    g.add_argument("--chunk-size", type=int, default=32768, help="gallery rows per top-k chunk")
+    g.add_argument(
+        "--max-queries", type=int, default=None, help="evaluate only the first N queries (smoke runs)"
+    )
+
+
+def _add_classification(c: Any) -> None:
+    add_class_names(c)
+    add_templates(c)
+    c.add_argument(
+        "--train-counts",
+        action=ListAction,
+        default=["train"],
+        metavar="SPEC",
+        help=f"adjusted-average weights: {', '.join(TRAIN_COUNT_KEYWORDS)} ('train': counted from the "
+        "train split; 'waterbirds': the published 3498,184,56,1057) or one count per group",
+    )
+    c.add_argument("--max-overlays", type=int, default=8, help="GradCAM overlays saved as PNG")
+    c.add_argument(
+        "--target-layer",
+        default=None,
+        help="GradCAM target module path (default: vision_model.encoder.layers.-1.layer_norm1, its input)",
+    )
+
+
+def selected_metrics(args: argparse.Namespace) -> list[str]:
+    """``--metrics`` checked against ``--task`` (all of the task's when not given)."""
+    allowed = RETRIEVAL_METRICS if args.task == "retrieval" else CLASSIFICATION_METRICS
+    metrics = list(args.metrics) if args.metrics else list(allowed)
+    bad = [m for m in metrics if m not in allowed]
+    if bad:
+        raise SystemExit(
+            f"error: --metrics {bad} not available for --task {args.task}; choose from {','.join(allowed)}"
+        )
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, run the task, write results.json / results.md / charts into ``--out``."""
+    metrics = selected_metrics(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    adapter = load_adapter(args.model)
+    if args.device:
+        adapter.to(args.device)
+    args.model_fingerprint = adapter.fingerprint  # once, before any tokenisation, for the cache keys
+    if args.task == "retrieval":
+        results = run_retrieval(args, adapter, metrics, cache_dir)
+    else:
+        results = run_classification(args, adapter, metrics, cache_dir, out)
+    write_outputs(results, out, args.task)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return str(obj)
+    return obj
+
+
+def write_outputs(results: dict[str, Any], out: Path, task: str) -> None:
+    """``results.json`` (per-query rows go to ``per_query.jsonl``), ``results.md`` and PNG charts."""
+    results = dict(results)
+    per_query = results.pop("per_query", None)
+    if per_query is not None:
+        with (out / "per_query.jsonl").open("w", encoding="utf-8") as f:
+            for row in per_query:
+                f.write(json.dumps(_jsonable(row)) + "\n")
+        results["per_query_file"] = "per_query.jsonl"
+    if task == "retrieval":
+        md, plots = retrieval_markdown(results), plot_retrieval(results, out)
+    else:
+        md, plots = classification_markdown(results), plot_classification(results, out)
+    results["plots"] = [p.name for p in plots]
+    atomic_write_text(out / "results.json", json.dumps(_jsonable(results), indent=1))
+    (out / "results.md").write_text(
+        md + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots), encoding="utf-8"
+    )

@@ -1,0 +1,155 @@
+"""The issue's "must show" claims, checked on the demo's results (every claim reported, passed or not)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Check = dict[str, Any]
+
+
+def metric_values(runs: Sequence[Mapping[str, Any]], *path: str) -> list[float]:
+    """``run[path[0]][path[1]]...`` as a float for every run that has it (runs without it are skipped)."""
+    out = []
+    for run in runs:
+        node: Any = run
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is not None:
+            out.append(float(node))
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _check(claim: str, measured: str, needed: str, passed: bool) -> Check:
+    return {"claim": claim, "measured": measured, "needed": needed, "passed": bool(passed)}
+
+
+def _retrieval_exposure(biased: Sequence[Mapping[str, Any]]) -> list[Check]:
+    checks = []
+    for method in ("inpainted", "oracle"):
+        p = _mean(metric_values(biased, "sets", f"partner/{method}", "mention@1"))
+        r = _mean(metric_values(biased, "sets", f"random/{method}", "mention@1"))
+        a = _mean(metric_values(biased, "sets", f"anchor/{method}", "mention@1"))
+        if not np.isnan(p):
+            checks.append(
+                _check(
+                    f"exposure: biased model names the removed object more often on partner-removed queries ({method})",
+                    f"mention@1 partner {p:.1f} vs random {r:.1f} / anchor {a:.1f}",
+                    "partner ≥ max(random, anchor) + 3",
+                    p >= max(r, a) + 3.0,
+                )
+            )
+    return checks
+
+
+def _retrieval_mitigation(
+    a_runs: Sequence[Mapping[str, Any]], b_runs: Sequence[Mapping[str, Any]]
+) -> list[Check]:
+    checks = []
+    for method in ("inpainted", "oracle"):
+        key = f"partner/{method}"
+        diff = [
+            b - a
+            for a, b in zip(
+                metric_values(a_runs, "sets", key, "odmap@1"), metric_values(b_runs, "sets", key, "odmap@1")
+            )
+        ]
+        checks.append(
+            _check(
+                f"retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
+                f"{_mean(diff):+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
+                "mean ≥ +5.0",
+                _mean(diff) >= 5.0,
+            )
+        )
+    for direction in ("i2t@1", "t2i@1"):
+        diff = [
+            b - a
+            for a, b in zip(
+                metric_values(a_runs, "recall", direction), metric_values(b_runs, "recall", direction)
+            )
+        ]
+        checks.append(
+            _check(
+                f"retrieval mitigation keeps Recall ({direction}, B − A)",
+                f"{_mean(diff):+.1f}",
+                "|mean| ≤ 2.0",
+                abs(_mean(diff)) <= 2.0,
+            )
+        )
+    return checks
+
+
+def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Check]:
+    checks = []
+    zs = arms.get("zero-shot", [])
+    if zs:
+        avg, worst = _mean(metric_values(zs, "average")), _mean(metric_values(zs, "worst"))
+        checks.append(
+            _check(
+                "exposure: zero-shot worst-group far below average accuracy",
+                f"average {avg:.1f}, worst group {worst:.1f}",
+                "average − worst ≥ 20",
+                avg - worst >= 20.0,
+            )
+        )
+    bal = _mean(metric_values(arms.get("clip-balanced", []), "worst"))
+    if zs and not np.isnan(bal):
+        zw = _mean(metric_values(zs, "worst"))
+        checks.append(
+            _check(
+                "classification: group-balanced beats zero-shot worst-group",
+                f"{bal:.1f} vs {zw:.1f} ({bal - zw:+.1f})",
+                "≥ +25",
+                bal - zw >= 25.0,
+            )
+        )
+    uni = _mean(metric_values(arms.get("clip-uniform", []), "worst"))
+    if not np.isnan(bal) and not np.isnan(uni):
+        checks.append(
+            _check(
+                "classification: group-balanced beats uniform sampling on worst-group",
+                f"{bal:.1f} vs {uni:.1f} ({bal - uni:+.1f})",
+                "≥ +20",
+                bal - uni >= 20.0,
+            )
+        )
+    for arm in ("clip+vc+lc+vs", "clip+vc+lc+ls"):
+        val = _mean(metric_values(arms.get(arm, []), "worst"))
+        if not np.isnan(val) and not np.isnan(bal):
+            checks.append(
+                _check(
+                    f"classification: {arm} non-inferior to L_CLIP group-balanced (worst-group)",
+                    f"{val:.1f} vs {bal:.1f} ({val - bal:+.1f})",
+                    "≥ −3",
+                    val - bal >= -3.0,
+                )
+            )
+    return checks
+
+
+def evaluate_claims(results: Mapping[str, Any], *, budget_seconds: float | None = 720.0) -> list[Check]:
+    """Check the issue's "must show" claims on ``results``; every claim is reported, passed or not."""
+    models = results.get("retrieval", {}).get("models", {})
+    checks = _retrieval_exposure(models.get("biased", []))
+    a_runs, b_runs = models.get("A", []), models.get("B", [])
+    if a_runs and b_runs:
+        checks += _retrieval_mitigation(a_runs, b_runs)
+    checks += _classification(results.get("classification", {}).get("arms", {}))
+    total = results.get("meta", {}).get("total_seconds")
+    if budget_seconds is not None and total is not None and results.get("meta", {}).get("seeds", 1) == 1:
+        checks.append(
+            _check(
+                "runtime of the one-seed demo",
+                f"{total:.0f} s",
+                f"≤ {budget_seconds:.0f} s",
+                total <= budget_seconds,
+            )
+        )
+    return checks

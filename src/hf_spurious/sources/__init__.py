@@ -1,0 +1,25 @@
+"""Readers for the real on-disk formats, each emitting :mod:`hf_spurious.records`: COCO (2014 / 2017, Karpathy
+splits, captions files), Flickr30k Entities, Waterbirds (WILDS). The SpuriousShapes world is read by these
+same readers.
+
+Each reader turns annotation files into validated records and fails with a ``RecordError`` whose message
+names the file and the item. File names taken from annotation files are checked: absolute paths and ``..``
+components are refused (no path traversal).
+"""
+
+from __future__ import annotations
+
+from hf_spurious._lazy import lazy_exports
+
+_EXPORTS = {
+    "read_coco": ".coco",
+    "read_flickr30k": ".flickr30k",
+    "parse_entities_sentence": ".flickr30k",
+    "read_waterbirds": ".waterbirds",
+    "MissingFileError": ".common",
+    "safe_relative": ".common",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
