@@ -10,15 +10,28 @@ import hf_spurious
 from hf_spurious import cli
 
 
-@pytest.mark.parametrize("name", sorted(hf_spurious._EXPORTS))
-def test_top_level_exports_resolve_to_their_modules(name):
+TOP_LEVEL = sorted((name, module) for module, names in hf_spurious._EXPORTS.items() for name in names)
+
+
+@pytest.mark.parametrize(("name", "module"), TOP_LEVEL)
+def test_top_level_exports_resolve_to_their_modules(name, module):
     obj = getattr(hf_spurious, name)
-    assert obj is getattr(importlib.import_module(hf_spurious._EXPORTS[name]), name)
+    assert obj is getattr(importlib.import_module(module, "hf_spurious"), name)
     assert name in dir(hf_spurious)
 
 
 @pytest.mark.parametrize(
-    "package", ["hf_spurious.data", "hf_spurious.synthesis", "hf_spurious.models", "hf_spurious.training"]
+    "package",
+    [
+        "hf_spurious.data",
+        "hf_spurious.synthesis",
+        "hf_spurious.models",
+        "hf_spurious.training",
+        "hf_spurious.sources",
+        "hf_spurious.world",
+        "hf_spurious.evaluation",
+        "hf_spurious.demo",
+    ],
 )
 def test_subpackage_exports_resolve(package):
     module = importlib.import_module(package)

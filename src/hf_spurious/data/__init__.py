@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
 
-_LAZY = {
-    "CocoDecorrelated": ".builders",
-    "Flickr30kDecorrelated": ".builders",
-    "ShapesDecorrelated": ".builders",
-    "DecorrelatedConfig": ".builders",
-    "build_gallery": ".builders",
-    "generate_in_processes": ".builders",
-    "export_parquet": ".export",
-    "push_decorrelated_to_hub": ".export",
-}
-
-__all__ = sorted(_LAZY)
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".builders": [
+            "CocoDecorrelated",
+            "Flickr30kDecorrelated",
+            "ShapesDecorrelated",
+            "DecorrelatedConfig",
+            "build_gallery",
+            "generate_in_processes",
+        ],
+        ".export": ["export_parquet", "push_decorrelated_to_hub"],
+    },
+)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
 
-_EXPORTS = {
-    "DemoConfig": ".config",
-    "evaluate_claims": ".claims",
-    "run_demo": ".pipeline",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": ["DemoConfig"],
+        ".claims": ["evaluate_claims"],
+        ".pipeline": ["run_demo"],
+    },
+)

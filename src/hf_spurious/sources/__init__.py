@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
 
-_EXPORTS = {
-    "read_coco": ".coco",
-    "read_flickr30k": ".flickr30k",
-    "parse_entities_sentence": ".flickr30k",
-    "read_waterbirds": ".waterbirds",
-    "MissingFileError": ".common",
-    "safe_relative": ".common",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".coco": ["read_coco"],
+        ".flickr30k": ["read_flickr30k", "parse_entities_sentence"],
+        ".waterbirds": ["read_waterbirds"],
+        ".common": ["MissingFileError", "safe_relative"],
+    },
+)

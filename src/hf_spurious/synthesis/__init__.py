@@ -5,19 +5,15 @@ from __future__ import annotations
 from hf_spurious._lazy import lazy_exports
 from hf_spurious.synthesis.planner import RemovalExplanation, RemovalPlan, explain_removal, plan_removal
 
-_LAZY = {
-    "Inpainter": ".inpaint",
-    "get_inpainter": ".inpaint",
-    "SynthesisError": ".settings",
-    "SynthesisSettings": ".settings",
-    "TextSide": ".captions",
-    "collect_stats": ".shards",
-    "decorrelated_features": ".shards",
-    "merge_shards": ".shards",
-    "generate_counterfactuals": ".generator",
-    "process_state": ".generator",
-}
+__getattr__, __dir__, _lazy_names = lazy_exports(
+    __name__,
+    {
+        ".inpaint": ["Inpainter", "get_inpainter"],
+        ".settings": ["SynthesisError", "SynthesisSettings"],
+        ".captions": ["TextSide"],
+        ".shards": ["collect_stats", "decorrelated_features", "merge_shards"],
+        ".generator": ["generate_counterfactuals", "process_state"],
+    },
+)
 
-__all__ = ["RemovalExplanation", "RemovalPlan", "explain_removal", "plan_removal", *sorted(_LAZY)]
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__ = ["RemovalExplanation", "RemovalPlan", "explain_removal", "plan_removal", *_lazy_names]

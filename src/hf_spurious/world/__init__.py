@@ -12,22 +12,14 @@ from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
 
-_EXPORTS = {
-    "WorldConfig": ".config",
-    "ClassificationWorldConfig": ".config",
-    "GLYPHS": ".config",
-    "SHAPES_CLASSES": ".config",
-    "PlacedObject": ".scenes",
-    "Scene": ".scenes",
-    "choose_classes": ".scenes",
-    "draw_scene": ".render",
-    "object_mask": ".render",
-    "NOUNS": ".captions",
-    "World": ".world",
-    "load_world": ".world",
-    "generate_world": ".generate",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": ["WorldConfig", "ClassificationWorldConfig", "GLYPHS", "SHAPES_CLASSES"],
+        ".scenes": ["PlacedObject", "Scene", "choose_classes"],
+        ".render": ["draw_scene", "object_mask"],
+        ".captions": ["NOUNS"],
+        ".world": ["World", "load_world"],
+        ".generate": ["generate_world"],
+    },
+)
