@@ -254,3 +254,16 @@ def test_bidirectional_recall_all_ties_and_rerank_hook() -> None:
     assert flipped["i2t_r@2"] == got["i2t_r@2"] and flipped["t2i_r@2"] == got["t2i_r@2"]  # same sets at k=2
     with pytest.raises(ValueError, match="exceeds the test set"):
         bidirectional_recall(img, txt, owner, (5,), device="cpu")
+
+
+@pytest.mark.parametrize("precision", ["exact-fp32", "exact-bf16", "auto"])
+def test_every_precision_matches_dense_with_ties(precision: str) -> None:
+    rng = np.random.default_rng(7)
+    q = _dyadic(rng, (70, 64), 2)  # small integers: exact in bf16 and fp32, many exact ties
+    g = _dyadic(rng, (900, 64), 2)
+    ref_v, ref_i = dense_reference(q, g, 10)
+    v, i = topk_similarities(
+        q, g, 10, chunk_size=256, query_chunk_size=32, precision=precision, progress=False
+    )
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(v, ref_v.astype(np.float32))

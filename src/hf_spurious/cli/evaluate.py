@@ -120,6 +120,13 @@ def _add_retrieval(g: Any) -> None:
     )
     g.add_argument("--chunk-size", type=int, default=32768, help="gallery rows per top-k chunk")
     g.add_argument(
+        "--precision",
+        choices=("auto", "exact-fp32", "exact-bf16"),
+        default="auto",
+        help="top-k arithmetic: exact-bf16 = bf16 candidates + fp32 verification (CPU); auto = bf16 where "
+        "the CPU has it and it measures faster; all three give the same rankings and scores",
+    )
+    g.add_argument(
         "--max-queries", type=int, default=None, help="evaluate only the first N queries (smoke runs)"
     )
 

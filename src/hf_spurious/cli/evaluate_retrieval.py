@@ -137,6 +137,7 @@ def run_retrieval(
         chunk_size=args.chunk_size,
         device=args.device,
         batch_size=args.batch_size,
+        precision=getattr(args, "precision", "auto"),
     )
     if "odmap" in metrics:
         if not args.dataset:
@@ -151,7 +152,11 @@ def run_retrieval(
     else:
         assert recall_set is not None
         results = {"recall": evaluate_recall(adapter, recall_set, list(args.k), **common)}
-        results["settings"] = {"k": list(args.k), "rerank_top_n": args.rerank_top_n or None}
+        results["settings"] = {
+            "k": list(args.k),
+            "rerank_top_n": args.rerank_top_n or None,
+            "precision": getattr(args, "precision", "auto"),
+        }
     results["settings"].update(
         model=args.model, dataset=args.dataset, gallery=args.gallery, source=args.source, split=args.split
     )

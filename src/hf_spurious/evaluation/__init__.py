@@ -8,35 +8,30 @@ from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
 
-_EXPORTS = {
-    "topk_similarities": ".topk",
-    "EmbeddingCache": ".embedding_cache",
-    "embed_gallery": ".embedding_cache",
-    "embed_queries": ".embedding_cache",
-    "fingerprint_captions": ".embedding_cache",
-    "fingerprint_images": ".embedding_cache",
-    "rerank_with_itm": ".rerank",
-    "Gallery": ".retrieval_sets",
-    "RecallSet": ".retrieval_sets",
-    "RetrievalQueries": ".retrieval_sets",
-    "bidirectional_recall": ".retrieval",
-    "evaluate_retrieval": ".retrieval",
-    "evaluate_recall": ".retrieval",
-    "classify_images": ".classification",
-    "evaluate_classification": ".classification",
-    "train_group_counts": ".classification",
-    "ViTGradCAM": ".gradcam",
-    "ClassSimilarityTarget": ".gradcam",
-    "class_text_embeddings": ".gradcam",
-    "aiou_over_dataset": ".aiou",
-    "aiou_for_records": ".aiou",
-    "save_overlay": ".plots",
-    "detect_attributes": ".discovery",
-    "attribute_column_detections": ".discovery",
-    "discover_spurious_attributes": ".discovery",
-    "load_detector": ".discovery",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".topk": ["topk_similarities"],
+        ".exact_topk": ["bf16_topk", "resolve_precision"],
+        ".embedding_cache": [
+            "EmbeddingCache",
+            "embed_gallery",
+            "embed_queries",
+            "fingerprint_captions",
+            "fingerprint_images",
+        ],
+        ".rerank": ["rerank_with_itm"],
+        ".retrieval_sets": ["Gallery", "RecallSet", "RetrievalQueries"],
+        ".retrieval": ["bidirectional_recall", "evaluate_retrieval", "evaluate_recall"],
+        ".classification": ["classify_images", "evaluate_classification", "train_group_counts"],
+        ".gradcam": ["ViTGradCAM", "ClassSimilarityTarget", "class_text_embeddings"],
+        ".aiou": ["aiou_over_dataset", "aiou_for_records"],
+        ".plots": ["save_overlay"],
+        ".discovery": [
+            "detect_attributes",
+            "attribute_column_detections",
+            "discover_spurious_attributes",
+            "load_detector",
+        ],
+    },
+)

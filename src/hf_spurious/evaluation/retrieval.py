@@ -66,15 +66,19 @@ def bidirectional_recall(
     device: str | torch.device | None = None,
     progress: bool = False,
     rerank: Rerank | None = None,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Recall@K (percent) image → text and text → image plus ``rsum``, from embeddings.
 
-    Both directions rank by exact chunked top-k (ties: lower index first); ``rerank(ranked, query)``
+    Both directions rank by exact chunked top-k (ties: lower index first; ``precision`` as in
+    :func:`~hf_spurious.evaluation.topk.topk_similarities`, same results); ``rerank(ranked, query)``
     (e.g. BLIP's ITM head) may re-order each direction's candidates (``query`` "image", then "text").
     Scored by :func:`hf_spurious.metrics.recall_both_directions`.
     """
     kmax = max(k)
-    opts: dict[str, Any] = {"chunk_size": chunk_size, "device": device, "progress": progress}
+    opts: dict[str, Any] = {
+        "chunk_size": chunk_size, "device": device, "progress": progress, "precision": precision,
+    }  # fmt: skip
     _, i2t = topk_similarities(image_embeds, text_embeds, kmax, **opts)
     _, t2i = topk_similarities(text_embeds, image_embeds, kmax, **opts)
     if rerank is not None:
@@ -97,8 +101,10 @@ def evaluate_recall(
     device: str | None = None,
     batch_size: int = 64,
     model_fingerprint: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, float]:
-    """Recall@K image → text and text → image (percent) plus ``rsum``, via the chunked engine."""
+    """Recall@K image → text and text → image (percent) plus ``rsum``, via the chunked engine
+    (``precision``: ``"exact-fp32"``, ``"exact-bf16"`` or ``"auto"``; the results do not depend on it)."""
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
     img = embed_queries(adapter, recall_set.images, ids=recall_set.image_ids, batch_size=batch_size, **opts)
     txt = embed_gallery(adapter, list(recall_set.captions), batch_size=batch_size, **opts)
@@ -117,6 +123,7 @@ def evaluate_recall(
         device=device,
         progress=True,
         rerank=itm if rerank_top_n else None,
+        precision=precision,
     )
 
 
@@ -131,13 +138,15 @@ def _rank_queries(
     chunk_size: int,
     device: str | None,
     batch_size: int,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's first ``depth`` gallery captions and their scores, (Q, depth) each."""
     q_emb = embed_queries(adapter, queries.images, ids=queries.ids, batch_size=batch_size, **opts)
     g_emb = embed_gallery(adapter, list(gallery.captions), batch_size=batch_size, **opts)
     scores, ranked = topk_similarities(
-        q_emb, g_emb, min(depth, len(gallery.captions)), chunk_size=chunk_size, device=device
-    )
+        q_emb, g_emb, min(depth, len(gallery.captions)), chunk_size=chunk_size, device=device,
+        precision=precision,
+    )  # fmt: skip
     if rerank_top_n:
         ranked = rerank_with_itm(adapter, queries.images, gallery.captions, ranked, rerank_top_n)
         scores = _pair_scores(q_emb, g_emb, ranked)
@@ -169,17 +178,23 @@ def evaluate_retrieval(
     batch_size: int = 64,
     top_captions: int = 5,
     model_fingerprint: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Run the retrieval evaluation; returns a JSON-ready dict.
 
     Keys: ``"odmap"`` ({"odmap@k": percent}), ``"removed_mention_rate"``, ``"recall"`` (when
     ``recall_pairs`` is given), ``"num_queries"``, ``"gallery_size"``, ``"settings"`` and
     ``"per_query"`` (each query's top captions with score, relevance and whether it names a removed class).
-    With ``rerank_top_n`` (BLIP), the first candidates are re-ranked by the ITM head.
+    With ``rerank_top_n`` (BLIP), the first candidates are re-ranked by the ITM head. ``precision``
+    (``"exact-fp32"``, ``"exact-bf16"``, ``"auto"``) picks the top-k engine's arithmetic; the rankings and
+    scores are the same for all three.
     """
     ks = _gallery_ks(k, gallery)
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
-    run = {"rerank_top_n": rerank_top_n, "chunk_size": chunk_size, "device": device, "batch_size": batch_size}
+    run = {
+        "rerank_top_n": rerank_top_n, "chunk_size": chunk_size, "device": device, "batch_size": batch_size,
+        "precision": precision,
+    }  # fmt: skip
     depth = max(max(ks), rerank_top_n or 0, top_captions)
     ranked, scores = _rank_queries(adapter, queries, gallery, depth, opts, **run)
     odmap, mention = _score(ranked, queries, gallery, ks, present_rule, normalizer)
@@ -195,6 +210,7 @@ def evaluate_retrieval(
             "present_rule": present_rule,
             "normalizer": normalizer,
             "rerank_top_n": rerank_top_n,
+            "precision": precision,
             "fingerprint": opts.get("model_fingerprint"),
         },
     }
