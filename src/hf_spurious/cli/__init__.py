@@ -36,6 +36,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Rank candidate spurious attributes by accuracy discrepancy.",
     ),
     "train": ("hf_spurious.cli.train", "Fine-tune CLIP / BLIP with the spurious-aware losses."),
+    "convert-openclip": (
+        "hf_spurious.cli.convert",
+        "Convert an open_clip ResNet-CLIP checkpoint (RN50, RN101, ...) into a from_pretrained folder.",
+    ),
     "install-metrics": (
         "hf_spurious.cli.install_metrics",
         "Place the evaluate modules so evaluate.load('odmap') works offline.",

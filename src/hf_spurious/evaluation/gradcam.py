@@ -1,4 +1,4 @@
-"""GradCAM for the ViT vision towers of transformers CLIP and BLIP (AIoU over a dataset: :mod:`.aiou`).
+"""GradCAM for the vision towers of CLIP (ViT and modified ResNet) and BLIP (AIoU over a dataset: :mod:`.aiou`).
 
 **Where the CAM is taken.** The pooled image embedding reads only the CLS token of the last block's
 output (``post_layernorm(last_hidden_state[:, 0])``; LayerNorm acts per token), so the *patch* tokens of
@@ -11,6 +11,11 @@ entering the last block, where the CLS token still attends to every patch.
 averaged, renormalised); GradCAM weights are the spatial mean of the gradients of that score w.r.t. the
 grid activations; ``map = ReLU(sum_k w_k A_k)``; per image shift by the minimum and divide by
 the maximum (flat maps become zero) so maps lie in [0, 1]; then resize bilinearly to the network input size.
+
+**CNN towers** (``ClipResNetModel``, CLIP RN50 / RN101 / ...): the classic GradCAM on the output of the
+last bottleneck stage, ``vision_model.layer4`` (Yang et al.'s ``visual.layer4``; the grid the attention
+pool reads, 7 x 7 at 224 px), with pytorch-grad-cam's convention: weights = spatial mean of the gradients
+per channel, ``map = ReLU(sum_k w_k A_k)``, then the same normalisation and resize.
 
 Targets are small callables, as in pytorch-grad-cam: a target maps the (B, d) normalised image
 embeddings to (B,) scores.
@@ -40,10 +45,12 @@ __all__ = [
     "class_text_embeddings",
     "default_target_layer",
     "grid_cams",
+    "is_cnn_tower",
     "load_mask",
     "logit_scale_value",
     "normalize_maps",
     "pixel_values_for",
+    "spatial_cams",
     "unnormalize",
 ]
 
@@ -146,9 +153,30 @@ def grid_cams(activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[in
     return cam.reshape(-1, h, w)
 
 
+def spatial_cams(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Classic GradCAM on a CNN feature map: (B, K, h, w) activations and gradients -> (B, h, w) ReLU maps.
+
+    Channel weights are the mean gradient over the h*w positions (pytorch-grad-cam's ``GradCAM``).
+    """
+    if activations.shape != gradients.shape or activations.ndim != 4:
+        raise ValueError(
+            f"activations {tuple(activations.shape)} and gradients {tuple(gradients.shape)} must be equal (B, K, h, w)"
+        )
+    weights = gradients.float().mean(dim=(2, 3))  # (B, K)
+    return torch.relu(torch.einsum("bkhw,bk->bhw", activations.float(), weights))
+
+
+def is_cnn_tower(model: torch.nn.Module) -> bool:
+    """Whether the model's vision tower is a CNN with stages (CLIP's modified ResNet: ``vision_model.layer4``)."""
+    return hasattr(getattr(model, "vision_model", None), "layer4")
+
+
 def default_target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The first LayerNorm of the last vision encoder layer (CLIP and BLIP)."""
+    """CNN towers: the last bottleneck stage ``vision_model.layer4``; ViTs (CLIP and BLIP): the first
+    LayerNorm of the last vision encoder layer."""
     vision = getattr(model, "vision_model", None)
+    if is_cnn_tower(model):
+        return vision.layer4  # type: ignore[union-attr]
     try:
         return vision.encoder.layers[-1].layer_norm1  # type: ignore[union-attr]
     except AttributeError as err:
@@ -174,30 +202,33 @@ def _resolve_layer(model: torch.nn.Module, layer: torch.nn.Module | str | None) 
 
 
 class ViTGradCAM:
-    """GradCAM for an adapter's ViT vision tower.
+    """GradCAM for an adapter's vision tower: ViT tokens, or a CNN feature map (CLIP's modified ResNet).
 
     Args:
         adapter: exposes ``.model`` (with ``vision_model``), ``.processor`` and a differentiable
             ``.encode_images(pixel_values)``.
         target_layer: a module, a dotted path from ``adapter.model`` (``"vision_model.encoder.layers.-1"``),
             or None for the default (last layer's ``layer_norm1``).
-        hook: take the module's ``"input"`` (default) or ``"output"`` tokens.
+        hook: take the module's ``"input"`` or ``"output"``; None (default) = ``"input"`` for a ViT,
+            ``"output"`` for a CNN tower (the default layer is then ``vision_model.layer4``).
     """
 
     def __init__(
         self,
         adapter: VisionLanguageAdapter,
         target_layer: torch.nn.Module | str | None = None,
-        hook: Literal["input", "output"] = "input",
+        hook: Literal["input", "output"] | None = None,
     ) -> None:
-        if hook not in ("input", "output"):
-            raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
         self.adapter = adapter
         self.model = getattr(adapter, "base_model", None) or adapter.model
+        self.cnn = is_cnn_tower(self.model)
+        hook = hook or ("output" if self.cnn else "input")
+        if hook not in ("input", "output"):
+            raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
         self.layer = _resolve_layer(self.model, target_layer)
         self.hook = hook
         vision_config = getattr(self.model.config, "vision_config", self.model.config)
-        self.patch_size = int(vision_config.patch_size)
+        self.patch_size = None if self.cnn else int(vision_config.patch_size)
 
     def activations_and_gradients(
         self, pixel_values: torch.Tensor, targets: Sequence[Target]
@@ -248,9 +279,13 @@ class ViTGradCAM:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
         if not targets:
             raise ValueError("GradCAM needs at least one target (one class score callable)")
-        grid = (pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size)
         acts, grads = self.activations_and_gradients(pixel_values, targets)
-        cams = torch.stack([grid_cams(acts, g, grid) for g in grads], dim=1)
+        if acts.ndim == 4:  # a CNN feature map (B, K, h, w)
+            cams = torch.stack([spatial_cams(acts, g) for g in grads], dim=1)
+        else:
+            patch = self.patch_size or 1
+            grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+            cams = torch.stack([grid_cams(acts, g, grid) for g in grads], dim=1)
         return normalize_maps(cams, size or tuple(pixel_values.shape[-2:]))
 
 

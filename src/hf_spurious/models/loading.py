@@ -26,6 +26,7 @@ _CLIP_SHAPE = ("vision_model", "text_model", "visual_projection", "text_projecti
 _BLIP_SHAPE = ("vision_model", "text_encoder", "vision_proj", "text_proj", "itm_head")
 SUPPORTED = (
     "CLIPModel (or a model with attributes " + ", ".join(_CLIP_SHAPE) + ")",
+    "ClipResNetModel (model_type 'clip_resnet': CLIP RN50 / RN101 / RN50x4 ..., see hf-spurious convert-openclip)",
     "BlipForImageTextRetrieval (or a model with attributes " + ", ".join(_BLIP_SHAPE) + ")",
 )
 """The model types :func:`load_adapter` accepts, as shown in its errors."""
@@ -55,6 +56,10 @@ def _model_class_for(config: Any, where: str) -> type:
     architectures = list(getattr(config, "architectures", None) or [])
     if model_type == "clip":
         return CLIPModel
+    if model_type == "clip_resnet":
+        from hf_spurious.models.clip_resnet import ClipResNetModel  # lazy: registers the Auto classes too
+
+        return ClipResNetModel
     if model_type == "blip":
         if architectures and "BlipForImageTextRetrieval" not in architectures:
             raise UnsupportedModelError(
@@ -143,6 +148,8 @@ def _expect_temp_key(cls: type) -> Iterator[None]:
 def _load_pretrained(where: str, processor: Any, **kwargs: Any) -> tuple[nn.Module, Any, float | None]:
     """Model (concrete class named by the config), processor and saved BLIP temperature from a hub id / folder."""
     from transformers import AutoConfig, AutoProcessor  # lazy: heavy optional dependency
+
+    import hf_spurious.models.clip_resnet  # noqa: F401  lazy: registers model_type "clip_resnet" (heavy)
 
     config = AutoConfig.from_pretrained(where)
     cls = _model_class_for(config, where)

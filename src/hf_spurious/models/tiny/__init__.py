@@ -8,13 +8,14 @@ Each builder returns the same objects a real checkpoint gives (model + processor
 pipeline), and :func:`save_tiny` writes them with ``save_pretrained`` so that
 ``AutoModel`` / ``AutoProcessor`` / ``AutoPipelineForInpainting`` ``.from_pretrained(dir)`` reload them.
 Modules: :mod:`.words` (the built-in vocabulary), :mod:`.tokenizer`, :mod:`.towers` (shared config and
-seeding), :mod:`.clip`, :mod:`.blip`, :mod:`.detector` (OWL-ViT), :mod:`.inpaint`, :mod:`.saving`.
+seeding), :mod:`.clip`, :mod:`.clip_resnet`, :mod:`.blip`, :mod:`.detector` (OWL-ViT), :mod:`.inpaint`, :mod:`.saving`.
 """
 
 from __future__ import annotations
 
 from hf_spurious.models.tiny.blip import tiny_blip_captioner, tiny_blip_retrieval
 from hf_spurious.models.tiny.clip import tiny_clip
+from hf_spurious.models.tiny.clip_resnet import tiny_clip_resnet
 from hf_spurious.models.tiny.detector import tiny_owlvit
 from hf_spurious.models.tiny.inpaint import tiny_inpaint_pipeline
 from hf_spurious.models.tiny.saving import TINY_KINDS, save_tiny
@@ -30,6 +31,7 @@ __all__ = [
     "tiny_blip_captioner",
     "tiny_blip_retrieval",
     "tiny_clip",
+    "tiny_clip_resnet",
     "tiny_inpaint_pipeline",
     "tiny_owlvit",
 ]

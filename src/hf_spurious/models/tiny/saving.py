@@ -8,6 +8,7 @@ from typing import Any
 
 from hf_spurious.models.tiny.blip import tiny_blip_captioner, tiny_blip_retrieval
 from hf_spurious.models.tiny.clip import tiny_clip
+from hf_spurious.models.tiny.clip_resnet import tiny_clip_resnet
 from hf_spurious.models.tiny.detector import tiny_owlvit
 from hf_spurious.models.tiny.inpaint import tiny_inpaint_pipeline
 
@@ -15,6 +16,7 @@ __all__ = ["TINY_KINDS", "save_tiny"]
 
 _BUILDERS: dict[str, Callable[..., Any]] = {
     "clip": tiny_clip,
+    "clip-resnet": tiny_clip_resnet,
     "blip": tiny_blip_retrieval,
     "blip-captioner": tiny_blip_captioner,
     "inpaint": tiny_inpaint_pipeline,
@@ -36,7 +38,7 @@ Built by `hf_spurious.models.tiny.save_tiny({kind!r}, ...)` with random weights 
 def save_tiny(kind: str, out_dir: str | Path, **kw: Any) -> Path:
     """Build a tiny random model of ``kind`` and ``save_pretrained`` it (with its processor) into ``out_dir``.
 
-    ``kind`` is one of ``"clip"``, ``"blip"`` (retrieval), ``"blip-captioner"``, ``"inpaint"``, ``"owlvit"``;
+    ``kind`` is one of ``"clip"``, ``"clip-resnet"`` (CLIP with a modified-ResNet tower), ``"blip"`` (retrieval), ``"blip-captioner"``, ``"inpaint"``, ``"owlvit"``;
     ``kw`` goes to the builder. The folder reloads with ``from_pretrained(out_dir)`` like a real checkpoint.
     Returns ``out_dir`` as a ``Path``.
     """
