@@ -9,7 +9,6 @@ import pytest
 import hf_spurious
 from hf_spurious import cli
 
-
 TOP_LEVEL = sorted((name, module) for module, names in hf_spurious._EXPORTS.items() for name in names)
 
 
