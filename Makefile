@@ -1,6 +1,9 @@
 # Two commands: `make demo` and `make test`. Each creates .venv when missing.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
+# Where torch comes from. Empty: pip's configured index (PyPI's Linux wheel is the CUDA build). For the CPU
+# build: make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -15,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 $(STAMP): pyproject.toml requirements-test-parser.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-test-parser.txt
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

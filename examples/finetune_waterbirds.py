@@ -8,7 +8,8 @@ use them.) For the L_vs variant: ``--text_spurious_weight 0 --image_spurious_wei
 
     python examples/finetune_waterbirds.py --model openai/clip-vit-base-patch32 \\
         --data_dir data/waterbird_complete95_forest2water2 --output_dir runs/waterbirds
-    accelerate launch --config_file examples/accelerate/ddp.yaml examples/finetune_waterbirds.py ...
+    accelerate launch --config_file examples/accelerate/ddp.yaml --num_processes 8 examples/finetune_waterbirds.py ...
+    accelerate launch --config_file examples/accelerate/ddp_cpu.yaml examples/finetune_waterbirds.py ...  # 2 CPU processes
 
 Every ``SpuriousTrainingArguments`` field is a flag; ``--help`` lists them.
 """

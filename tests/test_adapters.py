@@ -182,6 +182,28 @@ def test_blip_itm_scores_equal_the_itm_head(blip):
         blip.itm_scores(pix, **blip.tokenize(TEXTS))
 
 
+def test_blip_itm_from_states_encodes_the_image_once(blip):
+    """Re-ranking one image's candidates: states computed once and broadcast = per-pair itm_scores."""
+    pix = blip.preprocess_images(_images(1, seed=4))
+    enc = blip.tokenize(TEXTS)
+    with torch.no_grad():
+        per_pair = blip.itm_scores(pix.expand(len(TEXTS), -1, -1, -1), **enc)
+        states = blip.image_states(pix)
+        once = blip.itm_scores_from_states(states, **enc)
+    assert states.shape[0] == 1
+    torch.testing.assert_close(once, per_pair)
+    with pytest.raises(ValueError, match="2 image states and 4 texts"):
+        blip.itm_scores_from_states(states.expand(2, -1, -1), **enc)
+
+
+def test_blip_text_length_is_blips_35_tokens():
+    model, proc = tiny.tiny_blip_retrieval(max_length=64)
+    proc.tokenizer.model_max_length = 512  # as the published tokenizer says
+    blip = load_adapter(model, proc)
+    assert blip.max_text_length == 35
+    assert blip.tokenize([" ".join(["dog"] * 60)])["input_ids"].shape[1] == 35
+
+
 def test_blip_temperature_is_the_logit_scale(blip):
     assert isinstance(blip, BlipRetrievalAdapter)
     assert blip.temp.item() == pytest.approx(0.07, rel=1e-3)  # BLIP's initial temperature
@@ -488,3 +510,15 @@ def test_lora_folder_reloads_onto_its_base(tiny_model_dir, tmp_path):
     assert again.model is not again.base_model
     np.testing.assert_allclose(again.embed_texts(TEXTS), adapter.embed_texts(TEXTS), atol=1e-6)
     assert not np.allclose(again.embed_texts(TEXTS), load_adapter(tiny_model_dir("clip")).embed_texts(TEXTS))
+
+
+@pytest.mark.parametrize("finetune_backbone", [False, True])
+def test_full_freezing_keeps_what_the_model_declares_frozen(finetune_backbone):
+    """VSE++ without backbone fine-tuning ("VSE++", not "VSE++ (FT)"): "full" trains all but the VGG."""
+    adapter = load_adapter(*tiny.tiny_vsepp(finetune_backbone=finetune_backbone))
+    summary = apply_freezing(adapter, "full")
+    backbone = [n for n in summary.trainable_names if n.startswith("backbone.")]
+    assert bool(backbone) is finetune_backbone
+    assert any(n.startswith("img_fc.") for n in summary.trainable_names)
+    clip = apply_freezing(load_adapter(*tiny.tiny_clip()), "full")  # no keep_frozen: everything trains
+    assert clip.trainable == clip.total

@@ -7,6 +7,7 @@ source PNG files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -23,8 +24,9 @@ from hf_spurious.data.builders import ShapesDecorrelated, build_gallery, load_so
 from hf_spurious.data.export import export_parquet, push_decorrelated_to_hub
 from hf_spurious.records import SceneRecord
 from hf_spurious.synthesis.generator import generate_counterfactuals
+from hf_spurious.synthesis.merge import merge_shards
 from hf_spurious.synthesis.settings import SynthesisError, SynthesisSettings
-from hf_spurious.synthesis.shards import collect_stats, merge_shards
+from hf_spurious.synthesis.shards import collect_stats
 from hf_spurious.vocab import load_vocabulary
 
 VOCAB = load_vocabulary("shapes")
@@ -93,7 +95,9 @@ def check_rows(rows, records_by_id, settings, *, oracle=False):
         if settings.require_present:
             assert mentioned & present
         assert row["source_caption"] == rec.captions[row["source_caption_index"]]
-        assert VOCAB.classes_in(row["source_caption"]) & removed or settings.text_method != "np_removal"
+        if settings.text_method == "np_removal" and not VOCAB.classes_in(row["source_caption"]) & removed:
+            # only a query may lack a caption naming c^r (spec §1.6); it keeps its caption unedited
+            assert not settings.require_removed and row["caption"] in (row["source_caption"], "")
         # pixels: mask == dilated union of removed boxes; outside it the source pixels are kept
         mask = _decode(row["mask"]["bytes"], cv2.IMREAD_GRAYSCALE) > 0
         dil = settings.dilation
@@ -314,7 +318,9 @@ def test_bad_inputs_are_counted_or_named(shapes_world, tmp_path):
         _record(6, good, two, ["A dog with a frisbee"], w=70),  # annotation size != file size
         _record(7, good, two, ["Frisbee!"]),  # the edit removes every word: ""
     ]
-    settings = _settings(target_policy="partner", target_pairs=[("dog", "frisbee")], dilation=0)
+    settings = _settings(
+        split="train", target_policy="partner", target_pairs=[("dog", "frisbee")], dilation=0
+    )
     _run(records, settings, tmp_path / "w")
     stats = collect_stats(tmp_path / "w")
     assert stats["eligible"] == 2  # records 1 and 5 (partner removal keeps the big dog)
@@ -327,8 +333,16 @@ def test_bad_inputs_are_counted_or_named(shapes_world, tmp_path):
     }
     assert stats["skipped_examples"]["edited_caption_empty"] == ["7"]
     assert stats["skipped_examples"]["unreadable_image"] == ["2"]
+    # queries (test split) need no caption edit (spec §1.6): 4 and 7 are kept with an unedited caption
+    # that names no removed class ("Something green"), or an empty one when every caption names it
+    _run(records, dataclasses.replace(settings, split="test"), tmp_path / "q")
+    q_stats = collect_stats(tmp_path / "q")
+    assert q_stats["eligible"] == 4 and q_stats["notes"] == {"query_without_caption_edit": 2}
+    q_rows = {r["source_image_id"]: r for r in _rows(merge_shards(tmp_path / "q", tmp_path / "q_out"))}
+    assert (q_rows["4"]["caption"], q_rows["7"]["caption"]) == ("Something green", "")
+    assert q_rows["1"]["caption"].startswith("A dog") and "frisbee" not in q_rows["1"]["caption"].lower()
     # a mask that would cover everything is a counted skip
-    _run(records[:1], _settings(dilation=64), tmp_path / "cover")
+    _run(records[:1], _settings(dilation=63), tmp_path / "cover")
     assert collect_stats(tmp_path / "cover")["skipped"] == {"mask_covers_image": 1}
     # the unreadable file named with on_error="raise"
     with pytest.raises(SynthesisError, match=r"bad\.png"):
@@ -444,7 +458,18 @@ def test_cli_end_to_end(shapes_world, tmp_path):
     from hf_spurious.cli import main
 
     out = tmp_path / "out"
-    with mock.patch("huggingface_hub.HfApi") as hf:
+    argv = ["counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world), "--out", str(out),
+            "--push-to-hub", "me/shapes_cf"]  # fmt: skip
+    # Hub access is checked before any work: a failure leaves nothing behind
+    denied = PermissionError("no Hugging Face token: run `hf auth login`")
+    with mock.patch("hf_spurious.cli.counterfactuals.check_push_access", side_effect=denied):
+        assert main(argv) == 2
+    assert not out.exists()
+    with (
+        mock.patch("huggingface_hub.HfApi") as hf,
+        mock.patch("hf_spurious.cli.counterfactuals.check_push_access"),
+        mock.patch("hf_spurious.cli.push.check_push_access"),
+    ):
         code = main(
             ["counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world), "--split", "test",
              "--inpainter", "blur", "--text", "np_removal", "--out", str(out), "--num-shards", "3",
@@ -544,8 +569,13 @@ def test_flickr30k_builder_edits_annotated_phrases(tmp_path):
                 assert words not in row["caption"], (row["caption"], words)
             else:
                 assert words in row["caption"], (row["caption"], words)
-    # the gallery of Flickr30k uses the annotated phrase types
-    captions, ids, matrix, names = build_gallery(root, "flickr30k", splits=("test",))
+    # the default gallery matching is lexical for every source (as the odmap evaluate module); the
+    # annotated phrase types of Flickr30k are there on request
+    default = build_gallery(root, "flickr30k", splits=("test",))
+    lexical = build_gallery(root, "flickr30k", splits=("test",), method="lexical")
+    assert default[3] == lexical[3]
+    np.testing.assert_array_equal(default[2], lexical[2])
+    captions, ids, matrix, names = build_gallery(root, "flickr30k", splits=("test",), method="annotated")
     assert names == ("people", "animals", "vehicles", "instruments") and len(captions) == 5
     assert matrix[0].tolist() == [True, True, False, False] and matrix[2].tolist() == [
         True,
@@ -787,3 +817,236 @@ def test_thread_count_does_not_change_the_bytes(test_records, reference_run, tmp
     _run(test_records, SynthesisSettings(**{**settings.to_dict(), "num_workers": 3}), tmp_path / "w")
     files = merge_shards(tmp_path / "w", tmp_path / "o")
     assert [f.read_bytes() for f in files] == [f.read_bytes() for f in ref_files]
+
+
+# ------------------------------------------------------------------ reliability (issue 13 rules 1-3)
+
+
+def _small_world(tmp_path, shapes_world, n=4):
+    """``n`` two-class records over copies of one world image: shard_size 2 -> n / 2 shards."""
+    src = cv2.imread(str(next((shapes_world / "images" / "test").glob("*.png"))))
+    two = [((2, 2, 10, 10), "dog"), ((40, 40, 10, 10), "frisbee")]
+    records = []
+    for i in range(1, n + 1):
+        path = tmp_path / "img" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), src)
+        records.append(_record(i, path, two, [f"A dog with a frisbee, photo {i}"]))
+    return records
+
+
+def _with_caption(rec: SceneRecord, caption: str) -> SceneRecord:
+    return dataclasses.replace(rec, captions=(caption,))
+
+
+def test_edited_caption_or_fixed_image_regenerates_only_its_shard(shapes_world, tmp_path, caplog):
+    records = _small_world(tmp_path, shapes_world)
+    settings = _settings(target_policy="partner", target_pairs=[("dog", "frisbee")], shard_size=2)
+    work = tmp_path / "w"
+    _run(records, settings, work)
+    before = {r["source_image_id"]: r for r in _rows(merge_shards(work, tmp_path / "o1"))}
+    assert before["3"]["source_caption"] == "A dog with a frisbee, photo 3"
+    shard0 = (work / "shards" / "00000.parquet").stat().st_mtime_ns
+    # the same command after a caption of image 3 was edited: shard 1 is redone, shard 0 reused (and logged)
+    edited = [*records[:2], _with_caption(records[2], "A dog and a frisbee on the beach"), records[3]]
+    caplog.set_level("INFO", logger="hf_spurious.synthesis.generator")
+    result = _run(edited, settings, work)
+    assert result.ran_shards == [1]
+    assert "reusing 1 finished shards" in caplog.text and "inputs changed" in caplog.text
+    after = {r["source_image_id"]: r for r in _rows(merge_shards(work, tmp_path / "o2"))}
+    assert after["3"]["source_caption"] == "A dog and a frisbee on the beach"
+    assert after["3"]["caption"] != before["3"]["caption"] and "beach" in after["3"]["caption"]
+    assert (work / "shards" / "00000.parquet").stat().st_mtime_ns == shard0
+    # a replaced (fixed) image file: its shard is redone, and the new pixels are in the row
+    img = cv2.imread(records[0].image_path)
+    cv2.imwrite(records[0].image_path, 255 - img)
+    assert _run(edited, settings, work).ran_shards == [0]
+    fixed = {r["source_image_id"]: r for r in _rows(merge_shards(work, tmp_path / "o3"))}
+    mask = _decode(fixed["1"]["mask"]["bytes"], cv2.IMREAD_GRAYSCALE) == 0
+    np.testing.assert_array_equal(
+        _decode(fixed["1"]["image"]["bytes"])[mask],
+        _decode(cv2.imencode(".png", 255 - img)[1].tobytes())[mask],
+    )
+    # an unchanged rerun regenerates nothing
+    assert _run(edited, settings, work).ran_shards == []
+
+
+def _export_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.parquet"))}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_corrupt_work_shard_keeps_the_export_and_the_rerun_repairs_it(shapes_world, tmp_path, damage):
+    records = _small_world(tmp_path, shapes_world)
+    settings = _settings(target_policy="partner", target_pairs=[("dog", "frisbee")], shard_size=2)
+    work, out = tmp_path / "w", tmp_path / "out"
+    _run(records, settings, work)
+    export_parquet(work, out, config_name="test")
+    good = _export_bytes(out)
+    card = (out / "README.md").read_text()
+    shard = work / "shards" / "00001.parquet"
+    data = bytearray(shard.read_bytes())
+    if damage == "truncate":  # what a killed copy or a full disk leaves: found before anything is merged
+        shard.write_bytes(bytes(data[: len(data) // 2]))
+        assert _run(records, settings, work).ran_shards == [1]
+    else:  # same size, bytes changed in the middle: found by the merge's checksum, which fails cleanly
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
+        with pytest.raises(SynthesisError, match=r"00001\.parquet is corrupt.*Rerun the same command"):
+            export_parquet(work, out, config_name="test")
+        assert (
+            _export_bytes(out) == good and (out / "README.md").read_text() == card
+        )  # previous export intact
+        assert _run(records, settings, work).ran_shards == [1]  # the rerun regenerates the shard
+    export_parquet(work, out, config_name="test")
+    assert _export_bytes(out) == good
+    assert not [p for p in out.iterdir() if p.name.startswith((".staging", ".old"))]
+
+
+def test_two_concurrent_exports_into_one_folder_keep_both_configs(reference_run, tmp_path, monkeypatch):
+    """Two exports of different configs at once, the provenance write slowed down: without the folder lock
+    both read the old provenance.json and the second write drops the first config (checked: it does)."""
+    import threading
+    import time
+
+    import datasets
+
+    from hf_spurious.data import export as export_mod
+
+    work = reference_run[1].work_dir
+    real_write = export_mod.atomic_write_json
+
+    def slow_write(*args, **kwargs):
+        time.sleep(0.4)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(export_mod, "atomic_write_json", slow_write)
+    out, errors = tmp_path / "shared", []
+
+    def export(name):
+        try:
+            export_parquet(work, out, config_name=name)
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=export, args=(name,)) for name in ("test_a", "test_b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert set(json.loads((out / "provenance.json").read_text())) == {"test_a", "test_b"}
+    for name in ("test_a", "test_b"):
+        ds = datasets.load_dataset(str(out), name, split="test", cache_dir=str(tmp_path / "cache"))
+        assert len(ds) == reference_run[1].stats()["rows"]
+
+
+def test_an_unreadable_provenance_is_rebuilt_not_fatal(reference_run, tmp_path, caplog):
+    work, out = reference_run[1].work_dir, tmp_path / "out"
+    export_parquet(work, out, config_name="first")
+    (out / "provenance.json").write_text('{"first": {"splits": ')  # truncated by an older, non-atomic writer
+    export_parquet(work, out, config_name="second")
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert set(provenance) == {"first", "second"} and provenance["first"]["splits"] == {
+        "test": ["test-00000-of-00001.parquet"]
+    }
+    assert (out / "provenance.json.corrupt").exists() and "unreadable" in caplog.text
+    assert "config_name: first" in (out / "README.md").read_text()
+
+
+def test_zero_rows_is_an_error_unless_allowed(shapes_world, tmp_path, capsys):
+    from hf_spurious.cli import main
+
+    out = tmp_path / "out"
+    argv = ["counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world), "--out", str(out),
+            "--max-images", "0", "--num-workers", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "0 rows" in err and "--allow-empty" in err and "Traceback" not in err
+    assert not list(out.glob("*/*.parquet")) and not (out / "provenance.json").exists()
+    assert main([*argv, "--allow-empty"]) == 0
+    assert json.loads((out / "provenance.json").read_text())["test"]["stats"]["rows"] == 0
+
+
+def test_train_tries_the_next_valid_class_before_dropping_an_image(shapes_world, tmp_path):
+    """Issue 12 item 3: the first valid class (seeded) is one no caption names; the next one is used."""
+    from hf_spurious.synthesis import planner
+    from hf_spurious.synthesis.jobs import image_rng
+
+    src = cv2.imread(str(next((shapes_world / "images" / "test").glob("*.png"))))
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), src)
+    objects = [((2, 2, 10, 10), "dog"), ((40, 40, 10, 10), "frisbee"), ((2, 40, 12, 12), "person")]
+    rec = _record(1, path, objects, ["A person throws a frisbee in the park"])
+    boxes, classes = [o[0] for o in objects], [o[1] for o in objects]
+
+    def first_class(seed):
+        return planner.plan_removal(boxes, classes, (64, 64), rng=image_rng(seed, "1")).target_class
+
+    seed = next(s for s in range(50) if first_class(s) == "dog")  # no caption names the dog
+    settings = _settings(split="train", seed=seed)
+    _run([rec], settings, tmp_path / "w")
+    stats = collect_stats(tmp_path / "w")
+    assert stats["eligible"] == 1 and stats["notes"] == {"later_valid_class": 1}
+    (row,) = _rows(merge_shards(tmp_path / "w", tmp_path / "o"))
+    assert row["target_class"] in ("frisbee", "person")
+    named = VOCAB.classes_in(row["caption"])
+    assert not named & set(row["removed_classes"]) and named & set(row["present_classes"])
+    # and the old behaviour with only the first class would have had nothing to edit
+    assert not VOCAB.classes_in(rec.captions[0]) & {"dog"}
+
+
+@pytest.mark.slow
+def test_two_concurrent_cli_exports_into_one_folder(shapes_world, tmp_path):
+    """The issue's scenario with real processes: two `hf-spurious counterfactuals` runs of different configs
+    into one folder at once; both finish and both configs load."""
+    import datasets
+
+    out = tmp_path / "shared"
+    base = [sys.executable, "-m", "hf_spurious.cli", "counterfactuals", "--source", "shapes", "--data-dir",
+            str(shapes_world), "--out", str(out), "--max-images", "24", "--num-workers", "1", "--inpainter", "zero"]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*base, "--config-name", name, "--seed", str(seed)], stderr=subprocess.PIPE, text=True
+        )
+        for seed, name in enumerate(("cfg_a", "cfg_b"))
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert set(provenance) == {"cfg_a", "cfg_b"}
+    for name in provenance:
+        ds = datasets.load_dataset(str(out), name, split="test", cache_dir=str(tmp_path / "cache"))
+        assert len(ds) == provenance[name]["stats"]["rows"] > 0
+
+
+def test_swap_in_replaces_a_config_folder_in_one_step(tmp_path, monkeypatch):
+    """On Linux the staged and the old folder are exchanged atomically (no instant without the config);
+    the fallback (two renames) gives the same end state."""
+    from hf_spurious.data import export_folder
+
+    for exchange in (True, False):
+        root = tmp_path / str(exchange)
+        (root / "cfg").mkdir(parents=True)
+        (root / "cfg" / "old.parquet").write_text("old")
+        staged = export_folder.staging_dir(root, "cfg")
+        (staged / "new.parquet").write_text("new")
+        if not exchange:
+            monkeypatch.setattr(export_folder, "_exchange", lambda a, b: False)
+        else:
+            assert export_folder._exchange(staged, staged) or sys.platform != "linux"
+        export_folder.swap_in(staged, root / "cfg")
+        assert [p.name for p in (root / "cfg").iterdir()] == ["new.parquet"]
+        assert sorted(p.name for p in root.iterdir()) == ["cfg"]
+
+
+def test_cli_rerun_says_which_shards_it_reused(shapes_world, tmp_path, capsys):
+    from hf_spurious.cli import main
+
+    argv = ["counterfactuals", "--source", "shapes", "--data-dir", str(shapes_world), "--out", str(tmp_path / "o"),
+            "--max-images", "16", "--shard-size", "8", "--num-workers", "1", "--inpainter", "zero"]  # fmt: skip
+    assert main(argv) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "reused 2 of 2 finished shards" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import enum
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from transformers import TrainingArguments
@@ -65,6 +66,9 @@ def _values(action: argparse.Action) -> list[list[str]]:
 
 def _required_argv(parser: argparse.ArgumentParser) -> list[str]:
     argv: list[str] = []
+    for action in parser._actions:  # positionals first (accelerate-config NAME, push DIR REPO, ...)
+        if not action.option_strings:
+            argv += _values(action)[0]
     for action in _flag_actions(parser):
         if action.required:
             argv += [action.option_strings[0], *_values(action)[0]]
@@ -102,7 +106,7 @@ def test_every_flag_parses_the_same_in_both_spellings(name, parsers) -> None:
         via_snake = _parses(parser, [*base, snake(canonical), *values])
         assert via_kebab is not None and vars(via_kebab) == vars(via_snake), f"{name} {canonical} {values}"
         checked += 1
-    assert checked >= 3
+    assert checked >= 2  # every command has at least one own flag and --debug
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -258,3 +262,186 @@ def test_templates_by_name_mean_the_same_in_train_evaluate_and_discover(tmp_path
     assert train.training_args_from(ns).templates == list(TEMPLATE_SETS[name])
     expected = None if name == DEFAULT_TEMPLATES else TEMPLATE_SETS[name]
     assert resolve_templates(name) == expected
+
+
+# ----------------------------------------------------------------- issue 15: version, help, warnings, errors
+
+#: Python-side wording a CLI user cannot act on (train's inherited TrainingArguments texts excepted).
+DEVELOPER_PROSE = re.compile(r"\b\w+=(?:True|False|None|'|\"|\s|$)|\bkwargs?\b|\bPython\b")
+
+
+def test_version_matches_the_installed_metadata(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hf-spurious {version('hf_spurious')}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_marks_required_flags_and_lists_choices(name, parsers) -> None:
+    parser = parsers[name]
+    text = _one_line(parser.format_help())
+    required = [a for a in _flag_actions(parser) if a.required]
+    assert text.count("(required)") == len(required), name
+    for action in required:
+        assert parser._get_formatter()._get_help_string(action).endswith("(required)"), action.dest
+    for action in _flag_actions(parser):
+        if action.choices and name != "train":
+            shown = "{" + ",".join(map(str, action.choices)) + "}"
+            assert f"{action.option_strings[0]} {shown}" in text, f"{name} {action.option_strings[0]}"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_has_no_developer_prose(name, parsers) -> None:
+    for action in _flag_actions(parsers[name]):
+        if name == "train" and action.dest in HF_FIELDS:
+            continue  # transformers' own TrainingArguments help texts
+        assert not DEVELOPER_PROSE.search(action.help or ""), (
+            f"{name} {action.option_strings[0]}: {action.help}"
+        )
+
+
+def test_the_prose_check_can_fail() -> None:
+    assert DEVELOPER_PROSE.search("read with torch.load(weights_only=True)")
+    assert DEVELOPER_PROSE.search("pass karpathy_json= or captions_json=")
+    assert not DEVELOPER_PROSE.search("a JSON file, e.g. --set p_duplicate=0.2 (default: None)")
+
+
+def test_known_harmless_warnings_are_silenced_and_others_are_not(capsys) -> None:
+    import logging
+    import warnings
+
+    from hf_spurious.cli._common import silence_known_warnings
+
+    silence_known_warnings()
+    silence_known_warnings()  # idempotent: one filter
+    harmless = {
+        "transformers.models.auto.image_processing_auto": "Requested torchvision backend is not available. "
+        "Falling back to pil backend.",
+        "transformers.utils.import_utils": "`CLIPImageProcessor` requires torchvision (not installed); falling "
+        "back to `CLIPImageProcessorPil` for backward compatibility.",
+    }
+    for name, message in harmless.items():
+        logger = logging.getLogger(name)
+        assert len(logger.filters) == 1
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record, seen=seen: seen.append(record.getMessage())  # type: ignore[method-assign]
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # the test session runs transformers at "error" verbosity
+        try:
+            logger.warning(message)
+            logger.warning("something else")
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        assert seen == ["something else"], name
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        silence_known_warnings()
+        warnings.warn(
+            "'pin_memory' argument is set as true but no accelerator is found, then device pinned memory "
+            "won't be used.",
+            UserWarning,
+            stacklevel=1,
+        )
+        warnings.warn("another warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another warning"]
+
+
+class _ExitsWithAMessage:
+    """A stand-in subcommand whose run() does ``raise SystemExit("error: ...")``."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        return None
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        raise SystemExit("error: bad --templates")
+
+
+def test_user_messages_name_the_thing_and_the_fix(tmp_path, capsys, monkeypatch) -> None:
+    from huggingface_hub.errors import HFValidationError
+
+    from hf_spurious.cli._common import user_message
+
+    typo = HFValidationError(
+        "Repo id must be in the form 'repo_name' or 'namespace/repo_name': '/data/modles/clip'. "
+        "Use `repo_type` argument if needed."
+    )
+    assert user_message(typo).startswith("'/data/modles/clip' is neither an existing local folder nor")
+    missing = FileNotFoundError(2, "No such file or directory", str(tmp_path / "x.json"))
+    assert user_message(missing) == f"{tmp_path / 'x.json'}: no such file or directory; check the path"
+    assert user_message(ValueError("a\nb\nc\nd")) == "a\nb [...]"
+    # SystemExit("message") inside a command is a user error too: exit code 2, two lines
+    monkeypatch.setattr(cli, "command_module", lambda name: _ExitsWithAMessage)
+    assert cli.main(["install-metrics"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err == ["hf-spurious install-metrics: error: bad --templates", err[1]]
+        and "HF_SPURIOUS_DEBUG" in err[1]
+    )
+
+
+def test_debug_environment_variable_shows_the_traceback(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_SPURIOUS_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match=r"metadata\.csv"):
+        cli.main(_discover_missing(tmp_path))
+    monkeypatch.setenv("HF_SPURIOUS_DEBUG", "0")
+    assert cli.main(_discover_missing(tmp_path)) == 2
+
+
+def test_accelerate_config_prints_and_copies_the_shipped_file(tmp_path, capsys) -> None:
+    assert cli.main(["accelerate-config", "ddp_cpu"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.name == "ddp_cpu.yaml" and "num_processes: 2" in path.read_text()
+    assert cli.main(["accelerate-config", "fsdp", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fsdp.yaml").read_text() == (path.parent / "fsdp.yaml").read_text()
+
+
+def test_tiny_models_writes_loadable_folders(tmp_path, capsys) -> None:
+    from transformers import AutoModel
+
+    assert cli.main(["tiny-models", "--out", str(tmp_path), "--kinds", "clip"]) == 0
+    assert "clip:" in capsys.readouterr().out
+    model = AutoModel.from_pretrained(tmp_path / "clip")
+    assert model.config.model_type == "clip" and (tmp_path / "clip" / "README.md").is_file()
+    assert cli.main(["tiny-models", "--out", str(tmp_path), "--kinds", "bert"]) == 2
+    assert "--kinds: unknown bert" in capsys.readouterr().err
+
+
+def test_library_keyword_wording_becomes_the_commands_flag() -> None:
+    from hf_spurious.cli._common import cli_wording
+
+    flags = cli.command_parser("counterfactuals")._option_string_actions
+    assert cli_wording("pass target_pairs=[(anchor, partner)]", flags) == "pass --target-pair"
+    assert cli_wording("or --overwrite (overwrite=True in Python) to discard them", flags) == (
+        "or --overwrite to discard them"
+    )
+    assert cli_wording("or pass spacy_model=... .", flags) == "or pass --spacy-model ."
+    # a keyword the command has no flag for stays as it is (its owner must reword it), as do FIELD=VALUE examples
+    assert cli_wording("use box_policy='clip'", flags) == "use box_policy='clip'"
+    assert cli_wording("e.g. --set p_duplicate=0.2", flags) == "e.g. --set p_duplicate=0.2"
+    world = cli.command_parser("world")._option_string_actions
+    assert "--p-partner" in world and cli_wording("--set p_partner=abc: not a number", world) == (
+        "--set p_partner=abc: not a number"
+    )
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_flag_shows_its_default_or_that_it_is_required(name, parsers) -> None:
+    parser = parsers[name]
+    formatter = parser._get_formatter()
+    for action in _flag_actions(parser):
+        if name == "train" and action.dest in HF_FIELDS:
+            continue  # transformers' TrainingArguments fields: their own help texts
+        text = formatter._get_help_string(action) or ""
+        assert "default" in text.lower() or text.endswith("(required)"), f"{name} {action.option_strings[0]}"

@@ -171,15 +171,44 @@ def _fake_results(b_gain: float = 10.0) -> dict:
 
 
 def test_evaluate_claims_hand_worked():
-    checks = {c["claim"]: c for c in evaluate_claims(_fake_results(b_gain=10.0), budget_seconds=None)}
+    checks = {c["claim"]: c for c in evaluate_claims(_fake_results(b_gain=10.0))}
     assert all(c["passed"] for c in checks.values() if "ls non-inferior" not in c["claim"]), checks
     # ls arm is 52 vs balanced 56: -4 < -3, must fail; vs arm +2 passes.
     ls = next(c for c in checks.values() if "clip+vc+lc+ls" in c["claim"])
     assert not ls["passed"] and "-4.0" in ls["measured"].replace("−", "-")
-    weak = evaluate_claims(_fake_results(b_gain=4.0), budget_seconds=None)
+    weak = evaluate_claims(_fake_results(b_gain=4.0))
     gains = [c for c in weak if c["claim"].startswith("retrieval mitigation: B − A")]
     assert len(gains) == 2 and not any(c["passed"] for c in gains)
     assert "+4.0" in gains[0]["measured"]
+
+
+def test_vsepp_claims_and_no_runtime_claim():
+    results = _fake_results(b_gain=10.0)
+    fake = _fake_results(b_gain=0.5)["retrieval"]["models"]
+    results["retrieval"]["vsepp"] = {"models": fake}
+    checks = {c["claim"]: c for c in evaluate_claims(results)}
+    vsepp = {k: c for k, c in checks.items() if k.startswith("VSE++ ")}
+    assert len(vsepp) == 4 and all(c["passed"] for c in vsepp.values())  # +0.5 > 0; recall unchanged
+    assert (
+        vsepp["VSE++ retrieval mitigation: B − A ODmAP@1 on partner-removed queries (oracle)"]["needed"]
+        == "mean > 0"
+    )
+    results["retrieval"]["vsepp"]["models"] = _fake_results(b_gain=0.0)["retrieval"]["models"]
+    flat = [c for c in evaluate_claims(results) if c["claim"].startswith("VSE++ retrieval mitigation: B")]
+    assert len(flat) == 2 and not any(c["passed"] for c in flat)  # no gain is no mitigation
+    assert not any("runtime" in c["claim"] or "run time" in c["claim"] for c in checks.values())
+
+
+def test_budget_line_is_a_line_not_a_claim():
+    from hf_spurious.demo.claims import budget_line
+
+    meta = {"seeds": 1, "quick": False, "total_seconds": 700.0, "load_at_start": "1", "load_at_end": "2"}
+    assert budget_line({"meta": meta}, 720.0) == {
+        "total_seconds": 700.0, "budget_seconds": 720.0, "within": True, "load_at_start": "1", "load_at_end": "2"
+    }  # fmt: skip
+    assert budget_line({"meta": {**meta, "total_seconds": 721.0}}, 720.0)["within"] is False
+    assert budget_line({"meta": {**meta, "seeds": 3}}, 720.0)["within"] is None  # the budget is for one seed
+    assert budget_line({"meta": {**meta, "quick": True}}, 720.0)["within"] is None
 
 
 def test_report_renders_every_block(tmp_path):
@@ -210,7 +239,7 @@ def test_report_renders_every_block(tmp_path):
         gradcam=[{"group": "landbird/water", "image": img, "maps": {"zero-shot": rng.random((16, 16))}}],
     )
     results = _fake_results()
-    results["checks"] = evaluate_claims(results, budget_seconds=None)
+    results["checks"] = evaluate_claims(results)
     report = build_report(results, visuals)
     paths = write_report(tmp_path, results, report)
     md = paths["markdown"].read_text()
@@ -272,7 +301,9 @@ def test_cli_flags_map_to_config():
     cfg = config_from_args(parser.parse_args(["--quick", "--seeds", "3", "--finetune-steps", "7"]))
     assert cfg.quick and cfg.seeds == 3 and cfg.finetune_steps == 7 and cfg.finetune_seeds == [0, 1, 2]
     full = config_from_args(parser.parse_args([]))
-    assert full == DemoConfig()
+    assert full == DemoConfig() and full.vsepp
+    cfg = config_from_args(parser.parse_args(["--no-vsepp", "--vsepp-finetune-steps", "9"]))
+    assert not cfg.vsepp and cfg.vsepp_finetune_steps == 9
     with pytest.raises(SystemExit):
         config_from_args(parser.parse_args(["--seeds", "0"]))
 
@@ -321,6 +352,12 @@ def test_quick_demo_results_json(quick_demo):
         assert set(run["groups"]) == {"landbird/land", "landbird/water", "waterbird/land", "waterbird/water"}
         assert min(run["groups"].values()) == pytest.approx(run["worst"])
         assert 0.0 <= run["aiou"] <= 1.0 and set(run["aiou_groups"]) <= set(run["groups"])
+    vsepp = results["retrieval"]["vsepp"]
+    assert {k: len(v) for k, v in vsepp["models"].items()} == {"biased": 1, "A": 1, "B": 1}
+    for run in vsepp["models"]["biased"] + vsepp["models"]["A"] + vsepp["models"]["B"]:
+        assert set(run["sets"]) == expected_sets | {"original"} and "_rankings" not in run
+    assert vsepp["model"]["parameters"] > 0 and vsepp["model"]["vocabulary"] > 4
+    assert results["meta"]["budget"]["within"] is None  # --quick: no budget verdict
     steps = [t["step"] for t in results["timings"]]
     assert any("pretrain" in s for s in steps) and steps[-1] == "report"
     assert all(c["passed"] in (True, False) for c in results["checks"])
@@ -331,8 +368,9 @@ def test_quick_demo_saved_models_reload(quick_demo):
     from hf_spurious.models import load_adapter
 
     out, _ = quick_demo
-    for name in ("retrieval_biased", "classification_biased"):
+    for name in ("retrieval_biased", "classification_biased", "vsepp_biased"):
         adapter = load_adapter(out / "models" / name / "checkpoint")
+        assert adapter.model_kind == ("vsepp" if name.startswith("vsepp") else "clip")
         emb = adapter.embed_texts(["a dog with a frisbee"])
         assert emb.shape[0] == 1 and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-4)
 
@@ -384,7 +422,7 @@ def test_quick_demo_is_deterministic(quick_demo, tmp_path):
     again = tmp_path / "again"
     assert main(["demo", "--quick", "--quiet", "--out", str(again)]) == 0
     assert _numbers(json.loads((again / "results.json").read_text())) == _numbers(results)
-    for name in ("retrieval_biased", "classification_biased"):
+    for name in ("retrieval_biased", "classification_biased", "vsepp_biased"):
         a = load_file(out / "models" / name / "checkpoint" / "model.safetensors")
         b = load_file(again / "models" / name / "checkpoint" / "model.safetensors")
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -489,3 +527,37 @@ def test_decode_images_keeps_pixels_and_preprocessed_rows_collate_like_raw_ones(
     mixed = [RandomCaptionImages(records, 0, pre)[0], RandomCaptionImages(records, 0)[1]]
     with pytest.raises(ValueError, match="row 1 has no 'pixel_values'"):
         collate(mixed)
+
+
+def test_visuals_show_the_same_queries_in_triples_and_rankings(tmp_path):
+    """The image triples and the retrieved-captions table are of the same queries: named-removed ones first."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from hf_spurious.demo.retrieval import _collect_visuals
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    img = Image.new("RGB", (8, 8), (9, 9, 9))
+    rows = [
+        {"image": img, "source_image_id": str(q), "source_caption": f"c{q}", "caption": f"e{q}",
+         "removed_classes": ["frisbee"]}
+        for q in range(5)
+    ]  # fmt: skip
+    names = [False, True, False, True, False]  # biased top-1 names the removed object for queries 1 and 3
+    rank = [
+        {"top": [{"caption": "a dog and a frisbee", "names_removed": n}], "removed_classes": ["frisbee"],
+         "present_classes": ["dog"]}
+        for n in names
+    ]  # fmt: skip
+    run = {"_rankings": {"partner/inpainted": rank}}
+    visuals = Visuals()
+    records = [SimpleNamespace(image_id=str(q), image_path=tmp_path / "x.png") for q in range(5)]
+    config = DemoConfig(examples=3)
+    built = {("partner", "inpainted"): rows, ("partner", "oracle"): rows}
+    _collect_visuals(config, visuals, records, built, {"biased": [run], "A": [run], "B": []})
+    assert [t["query"] for t in visuals.triples] == [1, 3, 0]
+    assert [e["query"] for e in visuals.retrieval_examples] == [1, 3, 0]
+    assert [t["caption"] for t in visuals.triples] == ["c1", "c3", "c0"]
+    assert set(visuals.retrieval_examples[0]["rankings"]) == {"biased", "A"}
+    assert visuals.retrieval_examples[0]["rankings"]["A"][0]["spans"] == [(12, 19)]  # "frisbee"

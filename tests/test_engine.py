@@ -267,3 +267,110 @@ def test_every_precision_matches_dense_with_ties(precision: str) -> None:
     )
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_array_equal(v, ref_v.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------- ITM re-rank depth and score
+
+
+class PerfectItmAdapter:
+    """Image i and caption "caption i" match; the dual encoder ranks each true pair LAST of three.
+
+    ITC similarities M[i, j] (image i, caption j): 0.9 for j = i+1, 0.5 for j = i+2, 0.1 for j = i (mod 3),
+    so without re-ranking R@1 = 0 both ways; the ITM head says 1 for the true pair and 0 otherwise.
+    """
+
+    fingerprint = "perfect-itm"
+
+    def embed_images(self, images, batch_size=32):
+        return np.stack([np.eye(3, dtype=np.float32)[int(np.asarray(im).mean())] for im in images])
+
+    def embed_texts(self, texts, batch_size=32):
+        m = np.zeros((3, 3), np.float32)
+        for i in range(3):
+            m[i, i], m[i, (i + 1) % 3], m[i, (i + 2) % 3] = 0.1, 0.9, 0.5
+        return np.stack([m[:, int(t.split()[-1])] for t in texts])
+
+    def preprocess_images(self, images):
+        return torch.tensor([[float(np.asarray(im).mean())] for im in images])
+
+    def tokenize(self, texts):
+        ids = torch.tensor([[int(t.split()[-1])] for t in texts])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def itm_scores(self, pixel_values, input_ids, attention_mask=None):
+        return (pixel_values[:, 0].round().long() == input_ids[:, 0]).float()
+
+
+def test_recall_rerank_depth_reaches_past_kmax() -> None:
+    from hf_spurious.evaluation import evaluate_recall
+    from hf_spurious.evaluation.retrieval import RecallSet
+
+    images = [np.full((4, 4, 3), i, np.uint8) for i in range(3)]
+    rs = RecallSet(images=images, captions=[f"caption {i}" for i in range(3)], caption_to_image=[0, 1, 2])
+    plain = evaluate_recall(PerfectItmAdapter(), rs, k=(1,))
+    assert plain["i2t_r@1"] == 0.0 and plain["t2i_r@1"] == 0.0  # the stub's ITC puts every true pair last
+    for score in ("itm", "itm+itc"):
+        got = evaluate_recall(PerfectItmAdapter(), rs, k=(1,), rerank_top_n=3, rerank_score=score)
+        # re-ranking 3 candidates at k=1 must see all 3 (it saw only the top 1 before the fix)
+        assert got["i2t_r@1"] == 100.0 and got["t2i_r@1"] == 100.0, score
+    shallow = evaluate_recall(PerfectItmAdapter(), rs, k=(1,), rerank_top_n=2)
+    assert shallow["i2t_r@1"] == 0.0  # the true caption sits at rank 3, out of a depth-2 re-rank
+
+
+def test_itm_plus_itc_score_hand_case_and_naive() -> None:
+    captions = ["x", "aaa", "a", "aa", "aaaa"]
+    indices = np.array([[0, 2, 3, 1, 4]])
+    itc = np.array([[2.5, 1.0, 0.1, 0.0, 0.0]])
+    img = [np.zeros((2, 2, 3), np.uint8)]
+    # ITM (= number of a's) alone: 3 (2) > 2 (1) > 0 (0); plus ITC: 0 -> 2.5, 2 -> 2.0, 3 -> 2.1
+    np.testing.assert_array_equal(
+        rerank_with_itm(CountingAdapter(), img, captions, indices, 3), [[3, 2, 0, 1, 4]]
+    )
+    out = rerank_with_itm(CountingAdapter(), img, captions, indices, 3, score="itm+itc", itc_scores=itc)
+    np.testing.assert_array_equal(out, [[0, 3, 2, 1, 4]])
+    rng = np.random.default_rng(3)
+    words = ["a" * int(n) + "b" for n in rng.integers(0, 4, 12)]
+    for _ in range(5):
+        idx = np.stack([rng.permutation(12)[:7] for _ in range(2)])
+        sims = rng.integers(-3, 4, idx.shape).astype(np.float64) / 2  # ties on purpose
+        got = rerank_with_itm(CountingAdapter(), img * 2, words, idx, 5, score="itm+itc", itc_scores=sims)
+        for q in range(2):  # naive: stable sort of the first 5 on -(a-count + sim), the rest untouched
+            key = [-(words[idx[q, j]].count("a") + sims[q, j]) for j in range(5)]
+            want = [idx[q, j] for j in sorted(range(5), key=lambda j: (key[j], j))] + list(idx[q, 5:])
+            assert list(got[q]) == want
+    with pytest.raises(ValueError, match="itc_scores"):
+        rerank_with_itm(CountingAdapter(), img, captions, indices, 3, score="itm+itc")
+    with pytest.raises(ValueError, match="score must be one of"):
+        rerank_with_itm(CountingAdapter(), img, captions, indices, 3, score="itc")
+
+
+def test_progress_bars_say_what_they_embed(capsys) -> None:
+    """Issue 15 item 4: each bar names its job (not "embed queries" for everything)."""
+    from hf_spurious.evaluation.classification import classify_images
+
+    imgs = [np.full((4, 4, 3), v, np.uint8) for v in (0, 10)]
+    embed_queries(CountingAdapter(), imgs)
+    assert "embed query images" in capsys.readouterr().err
+    embed_gallery(CountingAdapter(), ["a cat", "a dog"])
+    assert "embed gallery captions" in capsys.readouterr().err
+    classify_images(CountingAdapter(), imgs, ["cat", "dog"], ["a {}"])
+    err = capsys.readouterr().err
+    assert "embed images to classify" in err and "embed query images" not in err
+
+
+def test_odmap_runner_rerank_score_setting_is_used_and_recorded() -> None:
+    from hf_spurious.evaluation.retrieval import Gallery, RetrievalQueries, evaluate_retrieval
+
+    images = [np.full((4, 4, 3), i, np.uint8) for i in range(3)]
+    captions = [f"caption {i}" for i in range(3)]
+    gallery = Gallery(captions, np.eye(3, dtype=bool), ["c0", "c1", "c2"])
+    queries = RetrievalQueries(images, [{"c1"}, {"c2"}, {"c0"}], [{"c0"}, {"c1"}, {"c2"}])
+    plain = evaluate_retrieval(PerfectItmAdapter(), queries, gallery, k=(1,), top_captions=1)
+    assert plain["odmap"]["odmap@1"] == 0.0 and plain["settings"]["rerank_score"] is None
+    for score in ("itm", "itm+itc"):
+        res = evaluate_retrieval(
+            PerfectItmAdapter(), queries, gallery, k=(1,), rerank_top_n=3, rerank_score=score, top_captions=1
+        )
+        # the perfect ITM lifts each image's own caption (naming its present class) to rank 1
+        assert [row["top"][0]["gallery_index"] for row in res["per_query"]] == [0, 1, 2]
+        assert res["odmap"]["odmap@1"] == 100.0 and res["settings"]["rerank_score"] == score

@@ -1,6 +1,7 @@
-"""The evaluate modules in metrics/: offline loading from the clone and, after `hf-spurious install-metrics`,
-by bare name (`evaluate.load("odmap")`) and by namespace. evaluate runs in ONE subprocess (it takes ~5 s to
-import) with a temporary HF_HOME / HF_MODULES_CACHE; the tests below check what it reports."""
+"""The evaluate modules shipped in hf_spurious/metrics/evaluate_modules/: offline loading from the clone
+and, after `hf-spurious install-metrics`, by bare name (`evaluate.load("odmap")`) and by namespace. evaluate
+runs in ONE subprocess (it takes ~5 s to import) with a temporary HF_HOME / HF_MODULES_CACHE; the tests
+below check what it reports."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from hf_spurious.hub import METRIC_MODULES, METRIC_NAMESPACE
 from hf_spurious.metrics import aiou_batch, group_accuracies
 
 REPO = Path(__file__).resolve().parents[1]
+MODULES = REPO / "src" / "hf_spurious" / "metrics" / "evaluate_modules"
 
 SCRIPT = textwrap.dedent(
     """
@@ -37,7 +39,7 @@ SCRIPT = textwrap.dedent(
 
     # --- A. from the clone, cwd = repository root
     os.chdir(data["repo"])
-    odmap = evaluate.load("metrics/odmap", config_name="shapes")
+    odmap = evaluate.load(data["modules_dir"] + "/odmap", config_name="shapes")
     q = data["odmap"]
     for rule in ("any", "all"):
         out[f"odmap_{rule}"] = odmap.compute(predictions=q["predictions"], references=q["references"],
@@ -49,7 +51,7 @@ SCRIPT = textwrap.dedent(
     odmap.add_batch(predictions=q["predictions"][half:], references=q["references"][half:])
     out["odmap_batched"] = odmap.compute(k=[1, 5, 10])
     doc = data["doc_example"]
-    out["odmap_coco_file"] = evaluate.load("metrics/odmap/odmap.py", config_name="coco").compute(**doc, k=[1, 3])
+    out["odmap_coco_file"] = evaluate.load(data["modules_dir"] + "/odmap/odmap.py", config_name="coco").compute(**doc, k=[1, 3])
     out["odmap_object_vocab"] = odmap.compute(**doc, k=[1, 3], vocabulary=Words())
     try:
         odmap.compute(predictions=[["a man"]], references=[{"removed_classes": [], "present_classes": ["person"]}],
@@ -57,11 +59,19 @@ SCRIPT = textwrap.dedent(
     except ValueError as err:
         out["odmap_short_error"] = str(err)
     g = data["groups"]
-    out["group_accuracy"] = evaluate.load("metrics/group_accuracy", config_name="waterbirds").compute(**g)
+    out["group_accuracy"] = evaluate.load(data["modules_dir"] + "/group_accuracy", config_name="waterbirds").compute(**g)
     a = data["aiou"]
-    out["aiou"] = evaluate.load("metrics/aiou").compute(**a, return_per_image=True)
+    out["aiou"] = evaluate.load(data["modules_dir"] + "/aiou").compute(**a, return_per_image=True)
     r = data["recall"]
-    out["retrieval_recall"] = evaluate.load("metrics/retrieval_recall").compute(**r, k=[1, 2])
+    out["retrieval_recall"] = evaluate.load(data["modules_dir"] + "/retrieval_recall").compute(**r, k=[1, 2])
+    out["bad_inputs"] = {}
+    for name, module, config, kwargs in data["bad_inputs"]:
+        metric = evaluate.load(data["modules_dir"] + "/" + module, config_name=config)
+        try:
+            metric.compute(**kwargs)
+            out["bad_inputs"][name] = "no error"
+        except Exception as err:
+            out["bad_inputs"][name] = f"{type(err).__name__}: {err}"
 
     # --- B. by bare name and namespace, from an unrelated directory
     os.chdir(data["elsewhere"])
@@ -85,6 +95,56 @@ SCRIPT = textwrap.dedent(
 DOC_EXAMPLE = {
     "predictions": [["A man walking on the beach.", "A dog on a beach.", "A man and his dog."]],
     "references": [{"removed_classes": ["dog"], "present_classes": ["person"]}],
+}
+
+
+_MAP = [[[[1.0, 0.0]], [[0.0, 1.0]]]]  # one image, two classes, 1 x 2 maps
+_REGION = [[[1.0, 0.0]]]
+#: Bad inputs of the modules (issue 13 rule 7): name -> (module, config, compute kwargs, expected message
+#: substrings). evaluate would cast them (0.9 -> class 0) or fail with a bare error without the checks.
+BAD = {
+    "group_accuracy float predictions": (
+        "group_accuracy",
+        "waterbirds",
+        {"predictions": [0.9, 0.2], "references": [0, 1], "groups": [0, 3]},
+        ("`predictions[0]`", "0.9", "whole-number"),
+    ),
+    "group_accuracy float groups": (
+        "group_accuracy",
+        None,
+        {"predictions": [0, 1], "references": [0, 1], "groups": [0, 1.5]},
+        ("`groups[1]`", "1.5"),
+    ),
+    "group_accuracy string references": (
+        "group_accuracy",
+        None,
+        {"predictions": [0, 1], "references": ["cat", "dog"], "groups": [0, 1]},
+        ("`references[0]`", "'cat'"),
+    ),
+    "aiou float references": (
+        "aiou",
+        None,
+        {"predictions": _MAP, "references": [0.7], "regions": [_REGION]},
+        ("`references[0]`", "0.7"),
+    ),
+    "aiou string map": (
+        "aiou",
+        None,
+        {"predictions": [[[["a", "b"]]]], "references": [0], "regions": [_REGION]},
+        ("`predictions[0][0][0][0]`", "number"),
+    ),
+    "retrieval_recall float ids": (
+        "retrieval_recall",
+        None,
+        {"predictions": [[4.5, 2, 0]], "references": [[0]]},
+        ("`predictions[0][0]`", "4.5"),
+    ),
+    "retrieval_recall references not lists": (
+        "retrieval_recall",
+        None,
+        {"predictions": [[4, 2, 0]], "references": [0]},
+        ("`references[0]`", "must be a list"),
+    ),
 }
 
 
@@ -143,6 +203,7 @@ def run(tmp_path_factory):
     regions[:, 0, 0] = 1.0
     data = {
         "repo": str(REPO),
+        "modules_dir": "src/hf_spurious/metrics/evaluate_modules",
         "elsewhere": str(tmp),
         "namespace": METRIC_NAMESPACE,
         "modules": list(METRIC_MODULES),
@@ -160,6 +221,7 @@ def run(tmp_path_factory):
             "groups": [0, 0, 1],
         },
         "recall": {"predictions": [[4, 2, 0], [1, 3, 5]], "references": [[0, 1], [3]]},
+        "bad_inputs": [[name, module, config, kwargs] for name, (module, config, kwargs, _) in BAD.items()],
     }
     (tmp / "in.json").write_text(json.dumps(data))
     (tmp / "run.py").write_text(SCRIPT)
@@ -289,12 +351,12 @@ def test_default_cache_and_source(monkeypatch, tmp_path):
     assert install.default_modules_cache() == tmp_path / "home" / "modules"
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "mods"))
     assert install.default_modules_cache() == tmp_path / "mods"
-    assert install.default_source_dir() == REPO / "metrics"
+    assert install.default_source_dir() == MODULES
 
 
 @pytest.mark.parametrize("name", METRIC_MODULES)
 def test_module_folder_is_complete(name):
-    folder = REPO / "metrics" / name
+    folder = MODULES / name
     for file in (f"{name}.py", "README.md", "app.py", "requirements.txt"):
         assert (folder / file).is_file(), file
     card = (folder / "README.md").read_text()
@@ -338,3 +400,11 @@ def test_metric_info_features_are_the_datasets_types():
         feature(["int64", "string"])
     with pytest.raises(TypeError, match="feature spec"):
         feature(3)
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_module_bad_inputs_name_the_field(run, name):
+    got = run["out"]["bad_inputs"][name]
+    assert got.startswith("ValueError: "), got
+    missing = [part for part in BAD[name][3] if part not in got]
+    assert not missing, f"{name}: {got!r} lacks {missing}"

@@ -234,12 +234,21 @@ def test_retrieval_bad_inputs(clip) -> None:
         evaluate_retrieval(clip, bad, g, k=(1,))
 
 
-def test_evaluate_cli_retrieval_writes_outputs(clip_dir, shapes_world, exported_dir, tmp_path) -> None:
+def test_evaluate_cli_retrieval_writes_outputs(
+    clip_dir, shapes_world, exported_dir, tmp_path, capsys
+) -> None:
     out = tmp_path / "run"
     argv = ["evaluate", "--model", str(clip_dir), "--dataset", str(exported_dir), "--gallery", str(shapes_world),
             "--source", "shapes", "--metrics", "odmap,recall", "--k", "1,5", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
+    table = capsys.readouterr().out.splitlines()  # the headline table, printed in the terminal
+    head = next(i for i, line in enumerate(table) if line.startswith("metric"))
+    assert table[head].split() == ["metric", "@1", "@5"] and set(table[head + 1]) == {"-", " "}
+    odmap_row = next(line for line in table if line.startswith("ODmAP (%)"))
+    assert odmap_row.split()[-2:] == [f"{res['odmap']['odmap@1']:.2f}", f"{res['odmap']['odmap@5']:.2f}"]
+    assert any(line.startswith("Recall image->text (%)") for line in table)
+    assert res["settings"]["matcher"] == "lexical"
     assert set(res["odmap"]) == {"odmap@1", "odmap@5"}
     assert set(res["recall"]) >= {"i2t_r@1", "t2i_r@5", "rsum"}
     assert all(0 <= v <= 100 for v in res["odmap"].values())
@@ -257,25 +266,23 @@ def test_evaluate_cli_retrieval_writes_outputs(clip_dir, shapes_world, exported_
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*.npy")} == mtimes
 
 
-def test_evaluate_cli_errors(clip_dir, tmp_path) -> None:
-    with pytest.raises(SystemExit, match="not available"):
-        main(["evaluate", "--model", str(clip_dir), "--metrics", "odmap,group", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--dataset"):
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(clip_dir),
-                "--metrics",
-                "odmap",
-                "--gallery",
-                str(tmp_path),
-                "--out",
-                str(tmp_path),
-            ]
-        )
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--model", str(clip_dir), "--k", "0,5"])
+def _cli_error(argv: list[str], capsys, says: str) -> None:
+    """A user error: exit code 2 (returned or raised by argparse) and a message naming the problem."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_evaluate_cli_errors(clip_dir, tmp_path, capsys) -> None:
+    model = ["evaluate", "--model", str(clip_dir), "--out", str(tmp_path)]
+    _cli_error([*model, "--metrics", "odmap,group"], capsys, "not available")
+    _cli_error([*model, "--metrics", "odmap", "--gallery", str(tmp_path)], capsys, "--dataset")
+    _cli_error([*model, "--k", "0,5"], capsys, "--k")
+    _cli_error([*model, "--rerank-top-n", "-3"], capsys, "--rerank-top-n")
+    _cli_error([*model, "--rerank-score", "itc"], capsys, "--rerank-score")
 
 
 def test_help_works(capsys) -> None:
@@ -321,12 +328,28 @@ def test_evaluate_classification_matches_naive(clip, waterbirds_world, tmp_path)
         evaluate_classification(clip, recs, ["only"], SIMPLE)
 
 
-def test_evaluate_cli_classification(clip_dir, waterbirds_world, tmp_path) -> None:
+def test_evaluate_cli_classification(clip_dir, waterbirds_world, tmp_path, capsys) -> None:
     out = tmp_path / "cls"
     argv = ["evaluate", "--task", "classification", "--model", str(clip_dir), "--data-dir", str(waterbirds_world),
             "--templates", "simple", "--max-overlays", "3", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
+    # both GradCAM layers reported; the main one (block_input, the default) is the headline AIoU
+    assert res["aiou"]["layer"] == "block_input" == res["settings"]["gradcam_layer"]
+    assert set(res["aiou"]["by_layer"]) == {"block_input", "ln_output"}
+    assert res["aiou"]["by_layer"]["block_input"]["aiou"] == res["aiou"]["aiou"]
+    assert 0 <= res["aiou"]["by_layer"]["ln_output"]["aiou"] <= 1
+    printed = capsys.readouterr().out
+    rows = {
+        line.rsplit(None, 1)[0]: line.split()[-1]
+        for line in printed.splitlines()
+        if line.startswith("AIoU (")
+    }
+    assert rows == {
+        "AIoU (block_input)": f"{res['aiou']['aiou']:.4f}",
+        "AIoU (ln_output)": f"{res['aiou']['by_layer']['ln_output']['aiou']:.4f}",
+    }
+    assert "worst-group accuracy (%)" in printed
     from hf_spurious.metrics import WATERBIRDS_GROUP_NAMES
 
     assert set(res["group"]["group_accuracy"]) == set(WATERBIRDS_GROUP_NAMES)
@@ -386,7 +409,7 @@ def test_detect_attributes_matches_all_at_once_postprocessing(tiny_model_dir) ->
         detect_attributes(model, processor, images, [])
 
 
-def test_discover_cli(clip_dir, tiny_model_dir, waterbirds_world, tmp_path) -> None:
+def test_discover_cli(clip_dir, tiny_model_dir, waterbirds_world, tmp_path, capsys) -> None:
     out = tmp_path / "disc"
     assert main(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--attribute-column", "place",
                  "--min-detections", "2", "--out", str(out)]) == 0  # fmt: skip
@@ -398,8 +421,8 @@ def test_discover_cli(clip_dir, tiny_model_dir, waterbirds_world, tmp_path) -> N
                  "--words", "water,tree,grass", "--min-detections", "1", "--max-images", "12", "--out", str(out2)]) == 0  # fmt: skip
     res2 = json.loads((out2 / "discovery.json").read_text())
     assert set(res2["detections_per_attribute"]) == {"water", "tree", "grass"} and res2["num_images"] == 12
-    with pytest.raises(SystemExit, match="--detector"):
-        main(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--out", str(out)])
+    _cli_error(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--out", str(out)],
+               capsys, "--detector")  # fmt: skip
 
 
 def test_blip_itm_rerank_in_runner(tiny_model_dir) -> None:
@@ -433,3 +456,91 @@ def test_blip_itm_rerank_in_runner(tiny_model_dir) -> None:
         np.testing.assert_allclose([t["score"] for t in res["per_query"][i]["top"]], sims, rtol=1e-5)
     assert changed > 0, "the ITM head should re-order at least one query here (else the test proves nothing)"
     assert res["settings"]["rerank_top_n"] == 5
+
+
+# ----------------------------------------------------------------------------- one matching everywhere
+
+
+@pytest.mark.parametrize("config", ["coco", "flickr30k"])
+def test_odmap_module_and_runner_agree(config, monkeypatch, tmp_path) -> None:
+    """The same retrievals get the same ODmAP from the evaluate module and from the runner's default
+    matching (issue 12 item 4): both match captions lexically with the config's word list."""
+    import evaluate
+
+    from hf_spurious.cli.install_metrics import default_source_dir
+    from hf_spurious.evaluation.retrieval import _score
+    from hf_spurious.text import caption_class_matrix
+    from hf_spurious.vocab import load_vocabulary
+
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    vocab = load_vocabulary(config)
+    people, animal = ("person", "dog") if config == "coco" else ("people", "animals")
+    captions = [
+        "A boy trains his dog in the yard.", "A man and his dog on a bench.", "A woman ties her shoe.",
+        "Two dogs playing in a park.", "A man sitting on the seat of the toilet.", "A girl with a kite.",
+        "A crowd of people at a market.", "An empty street at night.",
+    ]  # fmt: skip
+    matrix, names = caption_class_matrix(captions, vocab, method="lexical", progress=False)
+    gallery = Gallery(captions, matrix, list(names))
+    rng = np.random.default_rng(0)
+    ranked = np.stack([rng.permutation(len(captions))[:5] for _ in range(6)])
+    queries = RetrievalQueries([None] * 6, [{animal}] * 6, [{people}] * 6)
+    runner, _ = _score(ranked, queries, gallery, (1, 3, 5), "any", "k")
+    module = evaluate.load(str(default_source_dir() / "odmap"), config_name=config)
+    got = module.compute(
+        predictions=[[captions[j] for j in row] for row in ranked],
+        references=[{"removed_classes": [animal], "present_classes": [people]}] * 6,
+        k=[1, 3, 5],
+    )
+    for k in (1, 3, 5):
+        assert got[f"odmap@{k}"] == pytest.approx(runner[f"odmap@{k}"])
+    assert 0 < got["odmap@5"] < 100  # neither trivial: some captions relevant, some not
+
+
+def test_discover_uses_the_80_templates_like_evaluation(
+    clip_dir, waterbirds_world, tmp_path, monkeypatch
+) -> None:
+    """Issue 12 item 5: δ must come from the classifier that is evaluated (the 80 templates by default)."""
+    import hf_spurious.evaluation.classification as cls
+    from hf_spurious.text import TEMPLATES
+
+    seen: list[int] = []
+    real = cls.class_text_embeddings
+
+    def spy(adapter, names, templates=None, **kw):
+        seen.append(len(TEMPLATES if templates is None else templates))
+        return real(adapter, names, templates, **kw)
+
+    monkeypatch.setattr(cls, "class_text_embeddings", spy)
+    disc = tmp_path / "disc"
+    assert main(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--attribute-column",
+                 "place", "--min-detections", "1", "--out", str(disc)]) == 0  # fmt: skip
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--task", "classification", "--metrics", "group", "--model", str(clip_dir),
+                 "--data-dir", str(waterbirds_world), "--split", "train", "--out", str(ev)]) == 0  # fmt: skip
+    assert seen == [80, 80] and len(TEMPLATES) == 80
+    got = json.loads((disc / "discovery.json").read_text())["accuracy"]
+    assert got == pytest.approx(json.loads((ev / "results.json").read_text())["accuracy"])
+
+
+def test_terminal_summary_table_hand_case() -> None:
+    from hf_spurious.cli.evaluate_report import format_table, summary_rows
+
+    assert format_table(["metric", "@1"], [["ODmAP (%)", "5.00"], ["rsum", "120.50"]]).splitlines() == [
+        "metric         @1",
+        "---------  ------",
+        "ODmAP (%)    5.00",
+        "rsum       120.50",
+    ]
+    res = {"odmap": {"odmap@1": 50.0, "odmap@10": 12.345}, "recall": {"i2t_r@1": 10.0, "rsum": 10.0}}
+    header, rows = summary_rows(res, "retrieval")
+    assert header == ["metric", "@1", "@10"]
+    assert rows == [
+        ["ODmAP (%)", "50.00", "12.35"],
+        ["Recall image->text (%)", "10.00", ""],
+        ["rsum", "10.00", ""],
+    ]
+    header, rows = summary_rows(
+        {"accuracy": 75.0, "aiou": {"aiou": 0.5, "layer": "ln_output"}}, "classification"
+    )
+    assert rows == [["accuracy (%)", "75.00"], ["AIoU (ln_output)", "0.5000"]]

@@ -107,6 +107,58 @@ def test_clip_cams_match_reference(clip_adapter) -> None:
         np.testing.assert_allclose(maps, _reference_clip_cams(clip_adapter, pv, text[c], 100.0), atol=1e-5)
 
 
+def _reference_ln_output_cams(adapter, pv: torch.Tensor, text: torch.Tensor, scale: float) -> np.ndarray:
+    """Independent path for "ln_output": the last block re-run by hand from its input h, with the
+    LayerNorm output n = LN1(h) as the leaf; the residual still adds h (not n), as in the block."""
+    vm = adapter.base_model.vision_model
+    layer = vm.encoder.layers[-1]
+    with torch.no_grad():
+        h = vm(pixel_values=pv, output_hidden_states=True).hidden_states[-2]
+        n = layer.layer_norm1(h)
+    n = n.detach().clone().requires_grad_(True)
+    x = h + layer.self_attn(hidden_states=n, attention_mask=None)[0]
+    x = x + layer.mlp(layer.layer_norm2(x))
+    emb = adapter.base_model.visual_projection(vm.post_layernorm(x[:, 0]))
+    score = scale * (F.normalize(emb, dim=-1) @ F.normalize(text, dim=0))
+    (g,) = torch.autograd.grad(score.sum(), n)
+    side = round((n.shape[1] - 1) ** 0.5)
+    out = np.zeros((pv.shape[0], side, side))
+    for b in range(pv.shape[0]):
+        cam = torch.relu(n[b, 1:].detach() @ g[b, 1:].mean(dim=0)).reshape(side, side).numpy()
+        cam = cam - cam.min()
+        out[b] = cam / cam.max() if cam.max() > 0 else cam
+    return out
+
+
+def test_named_layers_match_references(clip_adapter) -> None:
+    from hf_spurious.evaluation.gradcam import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS
+
+    assert DEFAULT_GRADCAM_LAYER == "block_input" and set(GRADCAM_LAYERS) == {"block_input", "ln_output"}
+    pv = pixel_values_for(clip_adapter, _images(3, seed=4))
+    text = class_text_embeddings(clip_adapter, ["dog", "car"], TEMPLATES)
+    named = {n: ViTGradCAM(clip_adapter, n) for n in GRADCAM_LAYERS}
+    assert ViTGradCAM(clip_adapter).layer_name == "block_input" and named["ln_output"].hook == "output"
+    grid = (pv.shape[-2] // named["ln_output"].patch_size,) * 2
+    differ = 0.0
+    for c in range(2):
+        target = [ClassSimilarityTarget(text[c], 100.0)]
+        maps = {n: cam(pv, target, size=grid)[:, 0].numpy() for n, cam in named.items()}
+        np.testing.assert_allclose(
+            maps["block_input"], _reference_clip_cams(clip_adapter, pv, text[c], 100.0), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            maps["ln_output"], _reference_ln_output_cams(clip_adapter, pv, text[c], 100.0), atol=1e-5
+        )
+        differ = max(differ, float(np.abs(maps["block_input"] - maps["ln_output"]).max()))
+    assert differ > 1e-3, "the two layers should give different maps (else the choice is moot)"
+
+
+def test_named_vit_layer_on_cnn_tower_is_an_error(tiny_model_dir) -> None:
+    cnn = _adapter("clip-resnet", tiny_model_dir)
+    with pytest.raises(ValueError, match="CNN"):
+        ViTGradCAM(cnn, "ln_output")
+
+
 def test_clip_maps_range_shape_nondegenerate(clip_adapter) -> None:
     imgs = _images(4, seed=1)
     pv = pixel_values_for(clip_adapter, imgs)
@@ -249,3 +301,36 @@ def test_aiou_for_records_reads_files(clip_adapter, tmp_path) -> None:
     no_mask = [ClassificationRecord("x", str(tmp_path / "0.png"), 0, 0, "test")]
     with pytest.raises(ValueError, match="no mask_path"):
         aiou_for_records(clip_adapter, no_mask, ["a", "b"], TEMPLATES)
+
+
+# ----------------------------------------------------------------------------------------- SigLIP (no CLS)
+
+
+def test_grid_cams_without_cls_equals_dummy_cls_prepended() -> None:
+    rng = np.random.default_rng(5)
+    acts = torch.from_numpy(rng.normal(size=(2, 6, 4)))
+    grads = torch.from_numpy(rng.normal(size=(2, 6, 4)))
+    pad = torch.from_numpy(rng.normal(size=(2, 1, 4)))  # any CLS row: it is dropped
+    want = grid_cams(torch.cat([pad, acts], 1), torch.cat([pad, grads], 1), (2, 3))
+    torch.testing.assert_close(grid_cams(acts, grads, (2, 3), cls_tokens=0), want)
+    with pytest.raises(ValueError, match="a 3x3 patch grid"):
+        grid_cams(acts, grads, (3, 3), cls_tokens=0)
+
+
+@pytest.mark.parametrize("kind", ["siglip", "siglip2"])
+def test_siglip_gradcam_and_classification(kind, tiny_model_dir, waterbirds_world) -> None:
+    from hf_spurious.evaluation.classification import evaluate_classification
+    from hf_spurious.sources import read_waterbirds
+
+    siglip = _adapter(kind, tiny_model_dir)
+    pv = pixel_values_for(siglip, _images(2, seed=6))
+    text = class_text_embeddings(siglip, ["dog", "car"], TEMPLATES)
+    cam = ViTGradCAM(siglip)
+    assert cam.layer_name == "vision_model.head" and cam.cls_tokens == 0
+    maps = cam(pv, [ClassSimilarityTarget(t) for t in text])
+    assert maps.shape == (2, 2, *pv.shape[-2:]) and float(maps.min()) >= 0 and 0.5 < float(maps.max()) <= 1.0
+    recs = read_waterbirds(waterbirds_world, "test")[:8]
+    res = evaluate_classification(siglip, recs, ["landbird", "waterbird"], TEMPLATES, compare_layers="auto")
+    assert res["aiou"]["layer"] == "vision_model.head"
+    assert set(res["aiou"]["by_layer"]) == {"vision_model.head", "block_input", "ln_output"}
+    assert all(0 <= v["aiou"] <= 1 for v in res["aiou"]["by_layer"].values())

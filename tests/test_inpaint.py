@@ -187,3 +187,47 @@ def test_base_class_restores_every_unmasked_pixel_even_when_a_fill_changes_them(
         np.testing.assert_array_equal(out, expected)
     empty = np.zeros(image.shape[:2], bool)
     np.testing.assert_array_equal(Noise().inpaint([image], [empty])[0], image)
+
+
+def test_the_options_table_matches_every_inpainter_signature():
+    """The checked options of each inpainter are exactly its constructor's keyword parameters."""
+    import inspect
+
+    from hf_spurious.synthesis import inpaint
+    from hf_spurious.synthesis.inpaint_options import OPTIONS
+
+    classes = {
+        "opencv": inpaint.OpenCVInpainter,
+        "zero": inpaint.ZeroFill,
+        "mean": inpaint.MeanFill,
+        "blur": inpaint.BlurFill,
+        "oracle": inpaint.OracleInpainter,
+        "diffusers": inpaint.DiffusersInpainter,
+    }
+    for kind, cls in classes.items():
+        named = inspect.signature(cls.__init__).parameters.values()
+        params = {p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD} - {"self", "model"}
+        assert set(OPTIONS[kind]) == params, kind
+
+
+def test_inpainter_options_are_checked_and_filtered():
+    from hf_spurious.synthesis.inpaint_options import check_inpainter_options, options_for
+
+    assert options_for("opencv:ns", {"steps": 30, "radius": 5}) == ({"radius": 5}, ["steps"])
+    assert options_for("zero", {"sigma": 2}) == ({}, ["sigma"])
+    check_inpainter_options(
+        "diffusers:x", {"steps": 30, "strength": 0.9, "dtype": "fp16", "resolution": None}
+    )
+    for spec, options, says in [
+        ("opencv", {"radius": "big"}, "radius"),
+        ("opencv", {"radius": float("nan")}, "radius"),
+        ("blur", {"ksize": 4}, "ksize"),
+        ("blur", {"sigma": -1}, "sigma"),
+        ("diffusers:x", {"steps": 2.5}, "steps"),
+        ("diffusers:x", {"safety_checker": "no"}, "safety_checker"),
+        ("mean", {"radius": 3}, "radius"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            check_inpainter_options(spec, options)
+        with pytest.raises(ValueError, match=says):
+            get_inpainter(spec, **options)

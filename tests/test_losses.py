@@ -399,7 +399,7 @@ def test_objective_terms_equal_the_loss_functions():
         class_embeds=x["class_embeds"],
         attribute_embeds=x["attribute_rows"],
     )
-    assert list(out) == ["per_example", *loss.active]
+    assert list(out) == ["per_example", "groups", *loss.active]
     protos = class_prototypes(x["class_embeds"])[x["labels"]]
     clip = clip_contrastive_loss(x["img"], protos, x["scale"], reduction="none")
     logits = zero_shot_logits(x["img"], x["class_embeds"], x["scale"])

@@ -705,3 +705,59 @@ def test_rank_spurious_attributes_hand_worked():
     assert rows[0]["accuracy_with"] == 100.0 and rows[0]["accuracy_without"] == 20.0
     with pytest.raises(ValueError, match="attribute_names"):
         rank_spurious_attributes(cls, ok, det, ["baby"])
+
+
+# ------------------------------------------------------------- raw-input check of the evaluate modules
+
+
+def _naive_first_bad(rows: list[list[float]]) -> tuple[int, int] | None:
+    """Index of the first value (row-major) that is not a whole number, by plain Python."""
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            if v != v or v in (math.inf, -math.inf) or int(v) != v:
+                return i, j
+    return None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.integers(-5, 5).map(float),
+                st.floats(-5, 5),
+                st.sampled_from([math.nan, math.inf, -math.inf]),
+            ),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_check_feature_names_the_first_non_integer_like_a_naive_scan(rows):
+    from hf_spurious.metrics.checks import check_feature
+
+    bad = _naive_first_bad(rows)
+    if bad is None:
+        check_feature(rows, [["int64"]], "predictions")
+        return
+    with pytest.raises(ValueError, match=rf"`predictions\[{bad[0]}\]\[{bad[1]}\]`"):
+        check_feature(rows, [["int64"]], "predictions")
+
+
+def test_check_feature_hand_cases():
+    from hf_spurious.metrics.checks import check_feature
+
+    spec = {"removed_classes": ["string"], "present_classes": ["string"]}
+    check_feature([{"removed_classes": None, "present_classes": ["dog"]}], [spec], "references")
+    with pytest.raises(ValueError, match=r"`references\[1\]` lacks keys \['present_classes'\]"):
+        check_feature(
+            [{"removed_classes": [], "present_classes": []}, {"removed_classes": []}], [spec], "references"
+        )
+    with pytest.raises(ValueError, match=r"`x\[2\]` must be an integer id; got None"):
+        check_feature([1, 2, None], ["int64"], "x")
+    check_feature([[0.5, 1], [2, 3]], [["float32"]], "maps")  # ragged-free floats fine for a float feature
+    check_feature([[1], [2, 3]], [["int64"]], "ids")  # ragged lists are checked item by item
+    with pytest.raises(ValueError, match=r"`ids\[1\]\[1\]` is 3.5"):
+        check_feature([[1], [2, 3.5]], [["int64"]], "ids")

@@ -17,8 +17,10 @@ from hf_spurious.synthesis.planner import (
     NOTHING_KEPT,
     OK,
     TARGET_ABSENT,
+    check_alphas,
     dilate_mask,
     explain_removal,
+    explain_removals,
     plan_removal,
 )
 
@@ -219,3 +221,57 @@ def test_segmentation_polygons_replace_boxes():
     assert plan.mask.sum() < 400 / 2 + 25
     # not asked -> boxes are used even when polygons are given
     assert plan_removal(boxes, ["a", "b"], (20, 20), target_class="a", segmentations=[tri, seg_b]) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(objs=boxes_strategy, seed=st.integers(0, 2**31))
+def test_later_valid_plans_follow_the_seeded_order(objs, seed):
+    """Issue 12 item 3: the first plan and then every later valid class, in the seeded order (naive reference)."""
+    w, h = 12, 10
+    boxes, classes = [o[:4] for o in objs], [o[4] for o in objs]
+    present = sorted(set(classes))
+    first, rest = explain_removals(boxes, classes, (w, h), rng=np.random.default_rng(seed))
+    got = ([first.plan] if first.plan is not None else []) + list(rest)
+    if len(present) < 2:
+        assert got == []
+        return
+    order = [present[i] for i in np.random.default_rng(seed).permutation(len(present))]
+    expected = [c for c in order if not isinstance(ref_eval(c, boxes, classes, w, h), str)]
+    assert [p.target_class for p in got] == expected
+    for plan in got:
+        removed, kept, b_prime = ref_eval(plan.target_class, boxes, classes, w, h)
+        assert set(plan.removed_classes) == removed and set(plan.kept_classes) == kept
+        assert {(int(r), int(c)) for r, c in zip(*np.nonzero(plan.mask))} == b_prime
+
+
+def test_hand_later_plans_and_forced_target():
+    # three separate small objects: every class is valid, so the walk yields all three, first one first
+    boxes, classes = [(0, 0, 10, 10), (40, 0, 10, 10), (0, 40, 10, 10)], ["dog", "frisbee", "person"]
+    first, rest = explain_removals(boxes, classes, (64, 64), rng=None)  # sorted order without rng
+    assert first.plan.target_class == "dog" and [p.target_class for p in rest] == ["frisbee", "person"]
+    first, rest = explain_removals(boxes, classes, (64, 64), target_class="person")
+    assert first.plan.target_class == "person" and list(rest) == []
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, 40, float("nan"), float("inf"), "0.4", None, True])
+def test_alphas_outside_the_unit_interval_are_named(bad):
+    for name in ("alpha1", "alpha2", "alpha3"):
+        values = {"alpha1": 0.4, "alpha2": 0.8, "alpha3": 0.7, name: bad}
+        with pytest.raises(ValueError, match=name):
+            check_alphas(**values)
+        with pytest.raises(ValueError, match=name):
+            plan_removal([(0, 0, 5, 5), (8, 8, 2, 2)], ["a", "b"], (12, 12), **values)
+    check_alphas(1, 1.0, 0.5)  # 1 switches a rule off: allowed
+
+
+def test_a_huge_dilation_is_clamped_not_allocated():
+    """A reach beyond the image equals a reach of the image size (every pixel is within it): the answer of
+    a 10^6 px dilation is the naive one, without a (2*10^6+1)^2 kernel."""
+    mask = np.zeros((30, 40), bool)
+    mask[3, 5] = True
+    out = dilate_mask(mask, 10**6)
+    assert out.all()
+    rows, cols = np.indices(mask.shape)
+    naive = np.maximum(abs(rows - 3), abs(cols - 5)) <= 10**6
+    np.testing.assert_array_equal(out, naive)
+    assert not dilate_mask(np.zeros((30, 40), bool), 10**6).any()

@@ -23,6 +23,7 @@ from hf_spurious.text import (
     choose_caption,
     edit_caption,
     join_classes,
+    matcher_agreement,
     np_removal_batch,
     prompt_caption,
     remove_phrases,
@@ -83,7 +84,7 @@ def test_prompt_caption_is_seeded_and_uniform_over_templates():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Two dogs fighting over  ", "Two dogs fighting over"),
+        ("Two dogs fighting over  ", "Two dogs fighting"),
         (" and a man on a bench .", "a man on a bench."),
         ("a man and  .", "a man."),
         ("a man with  and a cat", "a man with a cat"),
@@ -92,6 +93,16 @@ def test_prompt_caption_is_seeded_and_uniform_over_templates():
         ("cats and, dogs", "cats and dogs"),
         (" , .", ""),
         ("bands and orchestras", "bands and orchestras"),
+        # dangling words (issue 15 item 6) ... and what must stay
+        ("A jeep parked near", "A jeep parked"),
+        ("A plate topped with, carrots and chicken", "A plate topped with carrots and chicken"),
+        ("A cat on top of in the garage", "A cat in the garage"),
+        ("A man sitting on, reading a book", "A man sitting, reading a book"),
+        ("A dog and a", "A dog"),
+        ("Two of the dogs sit on", "Two of the dogs sit"),  # a quantifier before "of" stays
+        ("A man holding her on the beach", "A man holding her on the beach"),  # "her" may be a pronoun
+        ("A cat in front of a window", "A cat in front of a window"),
+        ("A setup on", "A setup"),  # "up" inside a word is no particle
     ],
 )
 def test_tidy(text, expected):
@@ -106,16 +117,16 @@ def _phr(caption: str, piece: str, classes: set[str]) -> Phrase:
 def test_remove_phrases_paper_example_and_hand_cases():
     cap = "Two dogs fighting over a frisbee"
     phrases = [_phr(cap, "Two dogs", {"dog"}), _phr(cap, "a frisbee", {"frisbee"})]
-    assert remove_phrases(cap, phrases, {"frisbee"}) == "Two dogs fighting over"
-    assert remove_phrases(cap, phrases, "frisbee") == "Two dogs fighting over"  # a bare class name
+    assert remove_phrases(cap, phrases, {"frisbee"}) == "Two dogs fighting"  # no dangling "over"
+    assert remove_phrases(cap, phrases, "frisbee") == "Two dogs fighting"  # a bare class name
     assert remove_phrases(cap, phrases, {"dog"}) == "Fighting over a frisbee"
-    assert remove_phrases(cap, phrases, {"dog", "frisbee"}) == "Fighting over"
+    assert remove_phrases(cap, phrases, {"dog", "frisbee"}) == "Fighting"
     cap = "A dog and a man on a bench."
     phrases = [_phr(cap, "A dog", {"dog"}), _phr(cap, "a man", {"person"}), _phr(cap, "a bench", {"bench"})]
     assert remove_phrases(cap, phrases, {"dog"}) == "A man on a bench."
     assert remove_phrases(cap, phrases, {"person"}) == "A dog on a bench."
-    assert remove_phrases(cap, phrases, {"bench"}) == "A dog and a man on."
-    assert remove_phrases(cap, phrases, {"dog", "person", "bench"}) == "On."
+    assert remove_phrases(cap, phrases, {"bench"}) == "A dog and a man."
+    assert remove_phrases(cap, phrases, {"dog", "person", "bench"}) == ""  # only "on" was left
 
 
 def test_remove_phrases_unchanged_empty_and_bad_input():
@@ -174,9 +185,79 @@ def test_remove_phrases_matches_word_deletion_reference(case, data):
     if not hit:
         assert out == caption
         return
-    assert [w.lower() for w in WORDS.findall(out)] == _outside(caption, hit)
+    words, ref = [w.lower() for w in WORDS.findall(out)], _outside(caption, hit)
+    # beyond the removed phrases only dangling function words may go, and none may stay dangling
+    it = iter(ref)
+    assert all(w in it for w in words), (caption, out)  # a subsequence of the naive word deletion
+    dropped = list(ref)
+    for w in words:
+        dropped.remove(w)
+    assert set(dropped) <= {"on", "near", "of", "in", "the", "two", "three", "a"}, (caption, out)
+    assert set(leftovers(out)) <= set(leftovers(caption)), (caption, out)  # the edit adds none
     assert not removed & SHAPES.classes_in(out)
     assert not re.search(r"\s[,.;:)]|^[,.;:]|\s{2}|\(\s", out)
+
+
+_PREPS = set(
+    [
+        "with",
+        "of",
+        "on",
+        "in",
+        "into",
+        "onto",
+        "near",
+        "over",
+        "by",
+        "from",
+        "to",
+        "at",
+        "under",
+        "beside",
+        "behind",
+        "between",
+        "above",
+        "below",
+        "for",
+        "across",
+        "through",
+        "atop",
+        "against",
+        "toward",
+        "beneath",
+        "among",
+    ]
+)
+_VERB_PREPS = set(
+    ["of", "on", "in", "at", "with", "near", "over", "under", "beside", "behind", "onto", "into", "atop"]
+)
+_CONJS = {"and", "or", "nor", "but", "&"}
+_DETS = set(["a", "an", "the", "his", "her", "their", "its", "my", "our", "your", "some", "several"])
+_PUNCT = set(",.;:!?")
+
+
+def leftovers(text: str) -> list[str]:
+    """Independent checker of an edited caption: the dangling words and commas it still holds."""
+    t = re.findall(r"[^\W_]+|[,.;:!?&]", text.lower())
+    while t and t[-1] in _PUNCT - {","}:
+        t.pop()
+    if not t:
+        return []
+    out = []
+    if t[-1] in _PREPS | _CONJS | _DETS | {","}:
+        out.append("end:" + t[-1])
+    if t[0] in _CONJS | {",", "of"}:
+        out.append("start:" + t[0])
+    for a, b in itertools.pairwise(t):
+        if (
+            (a in _PREPS and b in _PREPS | _CONJS | {","})
+            or (a in _VERB_PREPS and b.endswith("ing") and len(b) > 4)
+            or (a in _DETS and b in _PREPS | _CONJS | _PUNCT)
+            or (a in _CONJS and b in _CONJS | _PUNCT)
+            or (a == "," and b in _PUNCT)
+        ):
+            out.append(f"{a} {b}")
+    return out
 
 
 def test_dangling_conjunctions_hand_cases():
@@ -295,8 +376,7 @@ def test_spacy_backend_paper_example(spacy_ex):
     assert [(p.text, set(p.classes)) for p in phrases] == [("Two dogs", {"dog"}), ("a frisbee", {"frisbee"})]
     assert all(PAPER[p.start : p.end] == p.text for p in phrases)
     assert (
-        edit_caption(PAPER, {"frisbee"}, {"dog"}, vocabulary=COCO, extractor=spacy_ex)
-        == "Two dogs fighting over"
+        edit_caption(PAPER, {"frisbee"}, {"dog"}, vocabulary=COCO, extractor=spacy_ex) == "Two dogs fighting"
     )
 
 
@@ -310,8 +390,7 @@ def test_lexical_backend_paper_example_and_phrases(lexical_ex):
         ("a baby elephant", {"elephant"}),
     ]
     assert (
-        edit_caption(PAPER, {"frisbee"}, set(), vocabulary=COCO, extractor=lexical_ex)
-        == "Two dogs fighting over"
+        edit_caption(PAPER, {"frisbee"}, set(), vocabulary=COCO, extractor=lexical_ex) == "Two dogs fighting"
     )
 
 
@@ -321,8 +400,8 @@ def test_lexical_backend_paper_example_and_phrases(lexical_ex):
         ("A man with a dog and a cat sitting on a bench.", {"dog"}, "A man with a cat sitting on a bench."),
         ("A dog and a man on a bench.", {"dog"}, "A man on a bench."),
         ("A man and his dog.", {"dog"}, "A man."),
-        ("A baby elephant next to a man", {"person"}, "A baby elephant next to"),
-        ("A man eating a hot dog near a dog", {"dog"}, "A man eating a hot dog near"),
+        ("A baby elephant next to a man", {"person"}, "A baby elephant"),
+        ("A man eating a hot dog near a dog", {"dog"}, "A man eating a hot dog"),
         # a conjunction that no longer joins two noun phrases goes with the removed phrase
         ("A man and his dog play frisbee", {"dog"}, "A man play frisbee"),
         ("A man holding a dog and a frisbee", {"dog"}, "A man holding a frisbee"),
@@ -331,7 +410,19 @@ def test_lexical_backend_paper_example_and_phrases(lexical_ex):
         # ... but not one that still joins two kept phrases, or one between other words
         ("A cat, a dog and a frisbee on the grass", {"dog"}, "A cat, and a frisbee on the grass"),
         ("A man sitting and a dog standing", {"dog"}, "A man sitting and standing"),
-        ("Two dogs fighting over a frisbee", {"frisbee"}, "Two dogs fighting over"),
+        ("Two dogs fighting over a frisbee", {"frisbee"}, "Two dogs fighting"),
+        # issue 15 item 6: what a removal used to leave ("A jeep parked near", "a taxi parked near on the
+        # sand", "Two dogs playing with in a park", "A plate topped with, carrots and chicken")
+        ("A jeep parked near a bus.", {"bus"}, "A jeep parked."),
+        ("A jeep parked near a truck", {"truck"}, "A jeep parked"),
+        ("a taxi parked near a truck on the sand", {"truck"}, "a taxi parked on the sand"),
+        ("Two dogs playing with a frisbee in a park", {"frisbee"}, "Two dogs playing in a park"),
+        ("A cat sleeping on top of a laptop.", {"laptop"}, "A cat sleeping."),
+        ("A dog with a frisbee in its mouth", {"frisbee"}, "A dog in its mouth"),
+        ("A man sitting on a bench reading a book", {"bench"}, "A man sitting reading a book"),
+        # a list that loses its last item keeps a conjunction: "A, B and C" without C is "A and B"
+        ("A laptop, a phone and a cup on a desk.", {"cup"}, "A laptop and a phone on a desk."),
+        ("Apples, oranges and bananas", {"banana"}, "Apples and oranges"),
         ("Frisbee!", {"frisbee"}, ""),
     ],
 )
@@ -347,7 +438,7 @@ def test_np_removal_batch_equals_one_by_one(spacy_ex):
     assert batch == [
         edit_caption(c, r, set(), vocabulary=COCO, extractor=spacy_ex) for c, r in zip(caps, removed)
     ]
-    assert batch == ["A man with a cat.", "Fighting over", "a man on"]
+    assert batch == ["A man with a cat.", "Fighting", "a man"]
     with pytest.raises(ValueError, match="3 captions but 2"):
         np_removal_batch(caps, removed[:2], COCO, spacy_ex)
 
@@ -545,3 +636,60 @@ def test_caption_class_matrix_spacy_cache_is_keyed_by_parser(tmp_path, spacy_ex,
     again, again_names = caption_class_matrix(GALLERY, COCO, "spacy", store, spacy_ex, progress=False)
     assert np.array_equal(again, m) and again_names == names
     assert store.meta(next(iter(tmp_path.glob("*.npy"))).stem)["class_names"] == list(COCO.classes)
+
+
+# ----------------------------------------------------------------------------- matcher vs hand labels
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def _labelled_captions() -> list[dict]:
+    return [json.loads(line) for line in (FIXTURES / "matcher_captions.jsonl").read_text().splitlines()]
+
+
+def test_matcher_agreement_hand_case():
+    got = matcher_agreement([{"dog"}, {"dog", "train"}, set()], [{"dog"}, {"dog", "person"}, {"cat"}])
+    # precision over captions with a prediction: (1 + 1/2) / 2; recall over labelled: (1 + 1/2 + 0) / 3
+    assert got == {"precision": 75.0, "recall": 50.0, "exact_match": 100 / 3, "captions": 3.0}
+    with pytest.raises(ValueError, match="2 predicted class sets for 1"):
+        matcher_agreement([set(), set()], [set()])
+
+
+def test_hand_labelled_caption_set_is_well_formed():
+    rows = _labelled_captions()
+    assert len(rows) >= 300 and len({r["caption"] for r in rows}) == len(rows)
+    assert {r["set"] for r in rows} == {"dev", "held_out"}
+    assert all(set(r["classes"]) <= set(COCO.classes) for r in rows)
+
+
+def test_default_matcher_is_the_better_one_on_hand_labels(spacy_ex):
+    """docs/protocol.md §1 "Class mentions" table: the default (lexical) must not fall behind spaCy."""
+    rows = _labelled_captions()
+    caps, gold = [r["caption"] for r in rows], [set(r["classes"]) for r in rows]
+    scores = {}
+    for method in ("lexical", "spacy"):
+        m, names = caption_class_matrix(caps, COCO, method=method, extractor=spacy_ex, progress=False)
+        scores[method] = matcher_agreement([{names[j] for j in np.flatnonzero(row)} for row in m], gold)
+    assert scores["lexical"]["exact_match"] >= scores["spacy"]["exact_match"]
+    assert scores["lexical"]["recall"] >= scores["spacy"]["recall"]
+    assert scores["lexical"]["exact_match"] >= 97.0  # 98.2 when measured (436 captions)
+
+
+def test_edited_captions_have_no_leftovers_on_hand_written_set(spacy_ex, monkeypatch):
+    """docs/protocol.md "Edited captions": removing each mentioned class of each hand-written caption
+    leaves no dangling preposition, conjunction, determiner or comma (measured: 0 of 644 edits with the
+    spaCy parser; 157 of 645 = 24.3 % before the tidy rules)."""
+    import hf_spurious.text.edit as edit
+
+    rows = _labelled_captions()
+    pairs = [(r["caption"], {c}) for r in rows for c in r["classes"] if c in COCO.classes_in(r["caption"])]
+    caps, removed = [c for c, _ in pairs], [r for _, r in pairs]
+
+    def share() -> float:
+        outs = np_removal_batch(caps, removed, COCO, spacy_ex)
+        edited = [o for c, o in zip(caps, outs) if o and o != c]
+        assert len(edited) >= 600
+        return 100 * sum(bool(leftovers(o)) for o in edited) / len(edited)
+
+    assert share() <= 1.0
+    monkeypatch.setattr(edit, "_dangling_words", lambda s: s)  # the word rules off: the checker must bite
+    assert share() >= 15.0

@@ -279,3 +279,58 @@ def test_inpaint_pipeline_runs_from_disk(tiny_model_dir):
 def test_save_tiny_rejects_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny model kind 'bert'"):
         tiny.save_tiny("bert", tmp_path)
+
+
+# ------------------------------------------------------------------------------------ SigLIP / SigLIP 2
+
+_SIGLIP_TOKENIZERS = {"siglip": tiny.build_siglip_tokenizer, "siglip2": tiny.build_siglip2_tokenizer}
+
+
+@pytest.mark.parametrize("kind", list(_SIGLIP_TOKENIZERS))
+def test_siglip_tokenizers_keep_every_default_word_whole(kind):
+    tok = _SIGLIP_TOKENIZERS[kind]()
+    for w in tiny.DEFAULT_WORDS:
+        pieces = tok.convert_ids_to_tokens(tok("x " + w, add_special_tokens=False)["input_ids"])
+        assert pieces[-1] == "▁" + w, (w, pieces)
+    ids = tok("Two Dogs")["input_ids"]
+    assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == "two dogs"  # lower-cased, like SigLIP's
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(_word, min_size=1, max_size=20, unique=True))
+def test_siglip_tokenizer_any_word_list(words):
+    tok = tiny.build_siglip_tokenizer(words)
+    sentence = " ".join(words[:6])
+    pieces = tok.convert_ids_to_tokens(tok(sentence, add_special_tokens=False)["input_ids"])
+    assert pieces == ["▁" + w for w in words[:6]]
+    assert tok.decode(tok(sentence)["input_ids"], skip_special_tokens=True) == sentence
+
+
+@pytest.mark.parametrize("builder", [tiny.tiny_siglip, tiny.tiny_siglip2])
+def test_siglip_builders_are_seeded_and_keep_global_rng(builder):
+    a, _ = builder(seed=3)
+    b, _ = builder(seed=3)
+    c, _ = builder(seed=4)
+    assert _state_equal(a, b) and not _state_equal(a, c)
+    assert a.logit_scale.item() == pytest.approx(np.log(10.0)) and a.logit_bias.item() == -10.0
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    builder()
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("kind", ["siglip", "siglip2"])
+def test_siglip_save_reload_identical(tiny_model_dir, kind):
+    from transformers import AutoModel, AutoProcessor
+
+    folder = tiny_model_dir(kind)
+    model = AutoModel.from_pretrained(folder).eval()
+    proc = AutoProcessor.from_pretrained(folder)
+    ref, ref_proc = (tiny.tiny_siglip if kind == "siglip" else tiny.tiny_siglip2)()
+    assert type(model) is type(ref) and _state_equal(model, ref)
+    assert (
+        proc.tokenizer("a dog on a bench")["input_ids"] == ref_proc.tokenizer("a dog on a bench")["input_ids"]
+    )
+    assert (folder / "README.md").read_text().count("not a real checkpoint") == 1

@@ -150,7 +150,7 @@ def test_arguments_reject_bad_values(tmp_path, kw, match):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(task="retrieval", class_names=None, objective="group_dro"), "needs task='classification'"),
+        (dict(task="retrieval", class_names=None, objective="group_dro"), "needs --task classification"),
         (dict(objective="group_dro", clip_weight=0.0, image_class_weight=1.0), "per-example"),
         (dict(clip_weight=0.0), "every loss weight is 0"),
         (dict(task="retrieval", class_names=None, clip_weight=0.0, itm_weight=0.0), "every retrieval"),
@@ -507,6 +507,42 @@ def test_feature_cache_is_reused_by_fingerprint(clip_dir, tmp_path):
     np.testing.assert_allclose(first["image_features"], direct, rtol=1e-5, atol=1e-6)
 
 
+def test_feature_cache_key_follows_image_content_not_paths(clip_dir, tmp_path, caplog, monkeypatch):
+    """Issue 13 rule 1: replacing every image file with black (same paths) recomputes the features; the
+    same content is reused and the log says so and why; a datasets.Dataset of paths is keyed the same way."""
+    import logging
+
+    import datasets
+    from PIL import Image
+
+    from hf_spurious.training.features import cache_features, content_digest
+
+    tr = _trainer(clip_dir, _args(tmp_path))
+    rows = []
+    for i, row in enumerate(_rows(4)):
+        path = tmp_path / f"im{i}.png"
+        Image.fromarray(row["image"]).save(path)
+        rows.append({**row, "image": str(path)})
+    cache = tmp_path / "fc"
+    first = cache_features(tr.adapter, rows, task="classification", cache_dir=cache)
+    ds = datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in rows[0]}).cast_column(
+        "image", datasets.Image()
+    )
+    before = content_digest(ds)
+    monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)
+    with caplog.at_level(logging.WARNING):
+        cache_features(tr.adapter, rows, task="classification", cache_dir=cache)
+    assert "reusing" in caplog.text and "same row content" in caplog.text
+    for r in rows:
+        Image.new("RGB", (32, 32)).save(r["image"])  # same paths, black pixels
+    assert content_digest(ds) != before
+    black = cache_features(tr.adapter, rows, task="classification", cache_dir=cache)
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2
+    assert not np.allclose(first["image_features"], black["image_features"])
+    with pytest.raises(ValueError, match=r"missing\.png"):
+        content_digest([{"image": str(tmp_path / "missing.png"), "label": 0}])
+
+
 def test_feature_rows_match_the_cached_dataset(clip_dir, tmp_path):
     from hf_spurious.training.features import cache_features, feature_rows
 
@@ -815,13 +851,14 @@ def test_cli_train_user_errors_are_parser_errors(clip_dir, shapes_world, tmp_pat
         main([*argv, "--output_dir", str(tmp_path / "o"), "--use_cpu", *extra])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "usage: hf-spurious train" in err and message in err and "Traceback" not in err
+    assert "hf-spurious train: error:" in err and message in err and "Traceback" not in err
 
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes_trains_and_evaluates(clip_dir, waterbirds_world, tmp_path):
-    """examples/accelerate/ddp_cpu.yaml (MULTI_GPU launcher, gloo on CPU) starts 2 real processes;
-    the Waterbirds example trains 2 steps under DDP and evaluates."""
+    """examples/accelerate/ddp_cpu.yaml (MULTI_GPU launcher, gloo on CPU) starts 2 real processes of ONE
+    training (world size 2 without passing --use_cpu: the arguments turn it on); the Waterbirds example
+    trains 2 steps under DDP and evaluates."""
     _need_templates()
     out = tmp_path / "ddp"
     env = {
@@ -853,7 +890,6 @@ def test_accelerate_launch_two_cpu_processes_trains_and_evaluates(clip_dir, wate
         "no",
         "--load_best_model_at_end",
         "false",
-        "--use_cpu",
         "--report_to",
         "none",
     ]
@@ -863,6 +899,8 @@ def test_accelerate_launch_two_cpu_processes_trains_and_evaluates(clip_dir, wate
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "final_metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 2
+    caches = [p.name for p in (out / "feature_cache").iterdir()]
+    assert len(caches) == 2 and all(c.startswith("features-") for c in caches)  # train + val, built once
     assert "eval_worst_group_accuracy" in metrics and math.isfinite(metrics["eval_loss"])
     assert (out / "model.safetensors").exists()
 
@@ -901,6 +939,59 @@ def test_blip_retrieval_trains_itc_and_itm(tiny_model_dir, tmp_path):
     lrs = [h["learning_rate"] for h in logs]
     assert lrs[1] == pytest.approx(lrs[0] * 0.5)
     assert "eval_i2t_r@1" in tr.evaluate()
+
+
+def _blip_rows(n: int, images: list[int], seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+            "caption": f"a dog number {i % 3}",
+            "image_id": f"im{images[i]}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_blip_evaluation_survives_a_batch_of_one_images_captions(tiny_model_dir, tmp_path):
+    """Issue 12 item 8: the last eval batch holds 2 captions of one image (10 rows at eval batch 4). ITM has
+    no negative there: the term is skipped and counted, the evaluation finishes (it raised before)."""
+    blip = tiny_model_dir("blip")
+    eval_rows = _blip_rows(10, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    args = _args(
+        tmp_path,
+        task="retrieval",
+        class_names=None,
+        attribute_names=None,
+        freeze_policy="full",
+        itm_weight=1.0,
+        per_device_eval_batch_size=4,
+    )
+    tr = _trainer(blip, args, train=_blip_rows(8, [i // 2 for i in range(8)]), eval_rows=eval_rows)
+    metrics = tr.evaluate()
+    assert metrics["eval_skipped_itm"] == 1 and math.isfinite(metrics["eval_loss"])
+    assert "eval_i2t_r@1" in metrics and metrics["eval_itm_loss"] > 0
+
+
+@pytest.mark.parametrize("temp, clamped", [(0.6, 0.5), (0.0005, 0.001)])
+def test_blip_temperature_is_clamped_after_every_optimizer_step(tiny_model_dir, tmp_path, temp, clamped):
+    """Issue 12 item 7: BLIP's temp is clamped to [0.001, 0.5] after each step, as BLIP trains (a learning
+    rate of 1e-9 barely moves it, so without the clamp it would stay outside the range)."""
+    blip = tiny_model_dir("blip")
+    args = _args(
+        tmp_path,
+        task="retrieval",
+        class_names=None,
+        attribute_names=None,
+        logit_scale_init=-math.log(temp),
+        learning_rate=1e-9,
+        max_steps=1,
+        per_device_train_batch_size=4,
+    )
+    tr = _trainer(blip, args, train=_blip_rows(8, [i // 2 for i in range(8)]))
+    assert tr.adapter.temp.item() == pytest.approx(temp)
+    tr.train()
+    assert tr.adapter.temp.item() == pytest.approx(clamped)
 
 
 def test_group_dro_all_reduce_uses_global_group_means():

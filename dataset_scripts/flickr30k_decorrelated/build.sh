@@ -1,28 +1,18 @@
 #!/usr/bin/env bash
-# Build hf_spurious/flickr30k_decorrelated (configs "test" and "train") and push it to the Hub.
-#
-#   FLICKR=/data/flickr30k NPROC=2 bash dataset_scripts/flickr30k_decorrelated/build.sh
-#
-# FLICKR must hold dataset_flickr30k.json (Karpathy split), flickr30k-images/, and the Flickr30k Entities
-# Annotations/ and Sentences/ folders. Rerunning resumes from the finished shards.
+# Build the flickr30k decorrelated dataset (configs "test" and "train"). This wraps the documented command,
+#   hf-spurious build-dataset flickr30k --data-dir "$FLICKR" [--push-to-hub REPO] [flags]
+# which ships with the package (the card template too). Extra arguments go to it, e.g.
+#   FLICKR=/data/flickr30k bash dataset_scripts/flickr30k_decorrelated/build.sh --inpainter opencv
+# NPROC=4 shards the work over 4 processes (accelerate launch); PUSH=1 pushes to $REPO at the end (the token
+# and the Hub are checked before the build). A rerun resumes from the finished shards.
 set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-FLICKR="${FLICKR:?set FLICKR to the Flickr30k root}"
-# The Hub id comes from the package (hf_spurious.hub, owner: $HF_SPURIOUS_HUB_ORG); the export
-# folder defaults to the id as a relative path, so load_dataset("<id>") finds it offline from here.
+FLICKR="${FLICKR:?set FLICKR to the Flickr30k Entities root}"
 REPO="${REPO:-$(python -c "from hf_spurious.hub import dataset_repo_id; print(dataset_repo_id('flickr30k'))")}"
 OUT="${OUT:-$REPO}"
 NPROC="${NPROC:-1}"
-INPAINTER="${INPAINTER:-diffusers:stable-diffusion-v1-5/stable-diffusion-inpainting}"
-OPTIONS="${OPTIONS:-{\"steps\": 30, \"batch_size\": 8}}"
-
-for SPLIT in test train; do
-  accelerate launch --num_processes "$NPROC" -m hf_spurious.cli counterfactuals \
-    --source flickr30k --data-dir "$FLICKR" --split "$SPLIT" \
-    --inpainter "$INPAINTER" --inpainter-options "$OPTIONS" --text np_removal \
-    --seed 0 --shard-size 256 --out "$OUT" --card-template "$HERE/README.md"
-done
-
-if [ "${PUSH:-1}" = "1" ]; then
-  python -c "from hf_spurious.data import push_decorrelated_to_hub as p; print(p('$OUT', '$REPO'))"
+ARGS=(build-dataset flickr30k --data-dir "$FLICKR" --out "$OUT")
+if [ "${PUSH:-0}" = "1" ]; then ARGS+=(--push-to-hub "$REPO"); fi
+if [ "$NPROC" -gt 1 ]; then
+  exec accelerate launch --num_processes "$NPROC" -m hf_spurious.cli "${ARGS[@]}" "$@"
 fi
+exec hf-spurious "${ARGS[@]}" "$@"

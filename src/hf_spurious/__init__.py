@@ -7,6 +7,7 @@ The main names are re-exported here (imported on first use); each lives in its o
 from __future__ import annotations
 
 from hf_spurious._lazy import lazy_exports
+from hf_spurious.models.vsepp.auto import install_auto_registration as _install_vsepp
 
 __version__ = "0.1.0"
 
@@ -32,3 +33,5 @@ _EXPORTS = {
 __getattr__, __dir__, _lazy_names = lazy_exports(__name__, _EXPORTS)
 
 __all__ = ["__version__", *_lazy_names]
+
+_install_vsepp()  # model_type "vsepp" joins AutoConfig / AutoModel when transformers loads (nothing imported now)

@@ -163,13 +163,14 @@ class JsonlStore(MutableMapping[str, Any]):
                 self._read(path)
 
     def _read(self, path: Path) -> None:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                    self._values[row["k"]] = row["v"]
-                except (ValueError, KeyError, TypeError):
-                    continue
+        for (
+            line
+        ) in path.read_bytes().splitlines():  # bytes: a line cut inside a UTF-8 character is one bad line
+            try:
+                row = json.loads(line)  # a bad line (truncated, not UTF-8, not {"k", "v"}) is a miss
+                self._values[row["k"]] = row["v"]
+            except (ValueError, KeyError, TypeError):
+                continue
 
     def __contains__(self, key: object) -> bool:
         return key in self._values

@@ -42,6 +42,23 @@ class ObjectBox:
         return (x, y, x + w, y + h)
 
 
+def _four_numbers(bbox: object, where: str) -> tuple[float, float, float, float]:
+    """``bbox`` as 4 floats; anything else (None, 3 values, text) is a ``RecordError`` naming the box."""
+    shown = repr(bbox) if len(repr(bbox)) <= 80 else repr(bbox)[:77] + "..."
+    fix = "give the box as 4 numbers [x, y, w, h] or drop the annotation"
+    if isinstance(bbox, (str, bytes, dict)) or not hasattr(bbox, "__len__") or len(bbox) != 4:
+        raise RecordError(f"{where}: a box needs 4 numbers [x, y, w, h], got {shown}; {fix}")
+    out = []
+    for v in bbox:
+        try:
+            if isinstance(v, bool):
+                raise TypeError(v)
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise RecordError(f"{where}: box {shown} holds {v!r}, not a number; {fix}") from None
+    return out[0], out[1], out[2], out[3]
+
+
 def fit_box(
     bbox: Sequence[float], width: int, height: int, *, where: str, policy: BoxPolicy = "clip"
 ) -> tuple[float, float, float, float]:
@@ -49,9 +66,7 @@ def fit_box(
 
     A box with no area inside the image (or NaN, or negative size) is always rejected.
     """
-    if len(bbox) != 4:
-        raise RecordError(f"{where}: a box needs 4 numbers [x, y, w, h], got {list(bbox)!r}")
-    x, y, w, h = (float(v) for v in bbox)
+    x, y, w, h = _four_numbers(bbox, where)
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
         raise RecordError(f"{where}: invalid box {[x, y, w, h]} (non-finite or negative size)")
     x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
@@ -126,7 +141,7 @@ class SceneRecord:
         fitted = []
         for obj in objects:
             if not isinstance(obj, ObjectBox):
-                obj = ObjectBox(tuple(float(v) for v in obj[0]), obj[1])  # type: ignore[arg-type]
+                obj = ObjectBox(_four_numbers(obj[0], where), obj[1])
             if known is not None and obj.category not in known:
                 raise RecordError(
                     f"{where}: unknown class {obj.category!r}; add it to the vocabulary or drop the object"

@@ -1,8 +1,9 @@
 """The ``hf-spurious`` command. Each subcommand lives in its own module, imported only when used.
 
 A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int | None``. Every flag is
-accepted as ``--kebab-case`` and ``--snake_case``; ``--debug`` (before or after COMMAND) shows the traceback
-of an error that otherwise prints as a short message.
+accepted as ``--kebab-case`` and ``--snake_case``; ``--debug`` (before or after COMMAND, or the environment
+variable ``HF_SPURIOUS_DEBUG=1``) shows the traceback of an error that otherwise prints as a short message
+(exit code 2). Known harmless library warnings are hidden (``_common.silence_known_warnings``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import importlib
 import sys
 from types import ModuleType
 
-from hf_spurious.cli._common import USER_ERRORS, make_parser, report_user_error
+from hf_spurious import __version__
+from hf_spurious.cli._common import (
+    USER_ERRORS,
+    ArgumentParser,
+    debug_requested,
+    make_parser,
+    report_user_error,
+    silence_known_warnings,
+)
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
@@ -44,12 +53,35 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hf_spurious.cli.install_metrics",
         "Place the evaluate modules so evaluate.load('odmap') works offline.",
     ),
+    "build-dataset": (
+        "hf_spurious.cli.build_dataset",
+        "Build one of the project's decorrelated datasets (coco, flickr30k, shapes) from your source copy.",
+    ),
+    "push": (
+        "hf_spurious.cli.push",
+        "Upload an exported dataset folder to a Hub dataset repo (e.g. after a failed --push-to-hub).",
+    ),
+    "tiny-models": (
+        "hf_spurious.cli.tiny_models",
+        "Write the tiny random stand-in models (CLIP, BLIP, ...) for offline runs.",
+    ),
+    "accelerate-config": (
+        "hf_spurious.cli.accelerate_config",
+        "Print the path of (or copy) a shipped accelerate config: ddp, ddp_cpu, fsdp, single_process.",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``hf-spurious [--debug] COMMAND ...`` (each command parses its own flags)."""
-    parser = argparse.ArgumentParser(prog="hf-spurious", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog="hf-spurious",
+        description="Expose and mitigate spurious correlations in vision-language models: counterfactual "
+        "data, ODmAP / AIoU evaluation, spurious-aware fine-tuning.",
+        epilog="`hf-spurious COMMAND --help` lists a command's flags. A user error prints one line and exits "
+        "with code 2; --debug (or HF_SPURIOUS_DEBUG=1) shows the full traceback.",
+    )
+    parser.add_argument("--version", action="version", version=f"hf-spurious {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
@@ -74,17 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     while argv and argv[0] == "--debug":
         debug, argv = True, argv[1:]
     if not argv or argv[0] not in SUBCOMMANDS:
-        build_parser().parse_args(argv)  # prints usage / errors and exits
+        build_parser().parse_args(argv)  # prints usage / errors (or --version) and exits
         return 2
+    silence_known_warnings()
     name = argv[0]
-    args = command_parser(name).parse_args(argv[1:])
-    args.show_traceback = debug or getattr(args, "show_traceback", False)
+    parser = command_parser(name)
+    args = parser.parse_args(argv[1:])
+    args.show_traceback = debug_requested(debug or getattr(args, "show_traceback", False))
     try:
         code = command_module(name).run(args)
     except USER_ERRORS as err:
         if args.show_traceback:
             raise
-        return report_user_error(name, err)
+        return report_user_error(name, err, parser._option_string_actions)
+    except SystemExit as err:  # raise SystemExit("message") in a command: a user error too
+        if isinstance(err.code, str) and not args.show_traceback:
+            return report_user_error(name, ValueError(err.code.removeprefix("error: ")))
+        raise
     return int(code or 0)
 
 

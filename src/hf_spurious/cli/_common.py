@@ -7,10 +7,14 @@ One spelling: each long flag is shown as ``--kebab-case`` and accepted as ``--sn
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hf_spurious.text import TEMPLATE_SETS
 
@@ -55,6 +59,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in the help, and each flag under its canonical spelling only (``-h, --data-dir DATA_DIR``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required and action.option_strings:
+            return f"{action.help} (required)"
         if action.required or "default" in (action.help or ""):  # no "(default: ...)" twice
             return action.help
         return super()._get_help_string(action)
@@ -64,15 +70,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return super()._format_action_invocation(action)
         shorts = [o for o in action.option_strings if not o.startswith("--")]
         longs = [o for o in action.option_strings if o.startswith("--")]
-        shown = argparse.Action(shorts + longs[:1], action.dest, nargs=action.nargs, metavar=action.metavar)
+        shown = argparse.Action(
+            shorts + longs[:1],
+            action.dest,
+            nargs=action.nargs,
+            metavar=action.metavar,
+            choices=action.choices,
+        )
         return super()._format_action_invocation(shown)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A parser whose usage errors are two lines (the error, where the flags are listed), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the flags)\n")
 
 
 def make_parser(
     prog: str | None, description: str, add_arguments: Callable[[argparse.ArgumentParser], None]
 ) -> argparse.ArgumentParser:
     """A subcommand's parser: its flags (``add_arguments``), both spellings, defaults shown in the help."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     add_arguments(parser)
     if "--debug" not in parser._option_string_actions:  # train keeps TrainingArguments' own --debug
         parser.add_argument(
@@ -84,10 +103,94 @@ def make_parser(
     return accept_both_spellings(parser)
 
 
-def report_user_error(command: str, err: BaseException) -> int:
+#: Set this environment variable to 1 to see the traceback of a user error (same as ``--debug``).
+DEBUG_ENV = "HF_SPURIOUS_DEBUG"
+_REPO_ID_ERROR = re.compile(r"Repo id must (?:be in the form|use alphanumeric).*?: '(?P<value>[^']*)'", re.S)
+#: Known harmless messages the CLI hides: (logger, message pattern) for library log records ...
+QUIET_LOG_RECORDS: tuple[tuple[str, str], ...] = (
+    # no torchvision: transformers uses the PIL image processor, which gives the same pixel values
+    (
+        "transformers.models.auto.image_processing_auto",
+        r"Requested \S+ backend is not available\. Falling back",
+    ),
+    ("transformers.utils.import_utils", r"requires torchvision \(not installed\); falling back to"),
+)
+#: ... and (category, message pattern) for Python warnings.
+QUIET_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    # DataLoader(pin_memory=True) on a CPU-only machine: pinning is skipped, nothing else changes
+    (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+def silence_known_warnings() -> None:
+    """Hide the library warnings listed in :data:`QUIET_LOG_RECORDS` / :data:`QUIET_WARNINGS` (and only them)."""
+    for name, pattern in QUIET_LOG_RECORDS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) and f.pattern.pattern == pattern for f in logger.filters):
+            logger.addFilter(_DropMessages(pattern))
+    for category, pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """``--debug`` given, or :data:`DEBUG_ENV` set to anything but empty / 0 / false / no."""
+    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+#: ``name=`` with an optional Python literal, as library messages write a keyword argument.
+_KEYWORD = re.compile(
+    r"`?\b([a-z][a-z0-9_]*)=(?:\.\.\.|None|True|False|'[^']*'|\"[^\"]*\"|\[[^\]]*\]|[\w.]+)?`?"
+)
+_IN_PYTHON = re.compile(r"\s*\([^()]*\bin Python\)")
+
+
+def cli_wording(text: str, flags: Iterable[str]) -> str:
+    """Library wording made CLI wording: ``(x=True in Python)`` asides dropped, and a keyword argument
+    ``name=...`` that the command has as a flag written as that flag (``target_layer=`` -> ``--target-layer``)."""
+    known = set(flags)
+
+    def flag(match: re.Match[str]) -> str:
+        if re.search(r"--[\w-]+\s+$", match.string[: match.start()]):  # a FIELD=VALUE argument: --set a=1
+            return match[0]
+        for name in (match[1], match[1].removesuffix("s")):  # target_pairs= -> --target-pair
+            if kebab("--" + name) in known:
+                return kebab("--" + name)
+        return match[0]
+
+    return _KEYWORD.sub(flag, _IN_PYTHON.sub("", text))
+
+
+def user_message(err: BaseException, flags: Iterable[str] = ()) -> str:
+    """The one or two lines a person reads for ``err``: library wording turned into what to check
+    (``flags``: the command's options, to name them instead of Python keyword arguments)."""
+    text = str(err).strip()
+    match = _REPO_ID_ERROR.search(text)
+    if match:
+        value = match["value"]
+        return (
+            f"{value!r} is neither an existing local folder nor a valid Hub id: check the path "
+            "(a Hub id looks like 'name' or 'org/name')"
+        )
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        fix = "check the path" if isinstance(err, FileNotFoundError) else "check its permissions and the disk"
+        return f"{err.filename}: {err.strerror.lower()}; {fix}"
+    lines = [cli_wording(line, flags) for line in text.splitlines() if line.strip()] or [type(err).__name__]
+    return "\n".join(lines[:2]) + (" [...]" if len(lines) > 2 else "")
+
+
+def report_user_error(command: str, err: BaseException, flags: Iterable[str] = ()) -> int:
     """Print a user error as two short lines (what went wrong, how to see more) and return exit code 2."""
-    print(f"hf-spurious {command}: error: {err}", file=sys.stderr)
-    print("(pass --debug for the full traceback)", file=sys.stderr)
+    print(f"hf-spurious {command}: error: {user_message(err, flags)}", file=sys.stderr)
+    print(f"(pass --debug or set {DEBUG_ENV}=1 for the full traceback)", file=sys.stderr)
     return 2
 
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="open_clip state dict: .safetensors, or .bin/.pt read with torch.load(weights_only=True)",
+        help="open_clip state dict: .safetensors, or .bin/.pt (loaded as tensors only: no code in the file runs)",
     )
     add_out(parser, None, "output folder for the converted model")
     parser.add_argument(
@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         load_openclip_state_dict,
     )
 
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(
+            f"--checkpoint {args.checkpoint}: no such file; pass the open_clip weights file "
+            "(.safetensors, .bin or .pt)"
+        )
     quick = args.gelu == "quick"
     image_size = infer_config(
         load_openclip_state_dict(args.checkpoint), quick_gelu=quick

@@ -31,6 +31,10 @@ _SIZE_FLAGS = (
     "cls_lr",
     "threads",
     "gradcam_images",
+    "vsepp_pretrain_steps",
+    "vsepp_finetune_steps",
+    "vsepp_pretrain_lr",
+    "vsepp_finetune_lr",
 )
 
 
@@ -57,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=f"full demo: {defaults[name]}; --quick: its preset%(default).0s",
         )
+    parser.add_argument(
+        "--no-vsepp",
+        action="store_true",
+        help="skip the tiny VSE++ arm (pretrain, A, B) and show the tiny CLIP only",
+    )
     parser.add_argument("--quiet", action="store_true", help="no step lines (progress bars still show)")
 
 
@@ -66,6 +75,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     overrides = {name: getattr(args, name) for name in _SIZE_FLAGS if getattr(args, name) is not None}
     overrides.update(seed=args.seed, seeds=args.seeds)
+    if args.no_vsepp:
+        overrides["vsepp"] = False
     return DemoConfig.quick_preset(**overrides) if args.quick else DemoConfig(**overrides)
 
 

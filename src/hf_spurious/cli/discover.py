@@ -30,6 +30,7 @@ from hf_spurious.cli._common import (
     add_model,
     add_out,
     add_templates,
+    positive_int,
     resolve_templates,
     words_from,
 )
@@ -54,9 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_class_names(parser)
     add_templates(parser)
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--detector", default=None, help="open-vocabulary detector id or folder (OWL-ViT)")
     src.add_argument(
-        "--attribute-column", default=None, help="use this metadata.csv column as the attribute (e.g. place)"
+        "--detector",
+        default=None,
+        help="open-vocabulary detector id or folder (OWL-ViT); this or --attribute-column is required "
+        "(no default)",
+    )
+    src.add_argument(
+        "--attribute-column",
+        default=None,
+        help="use this metadata.csv column as the attribute (e.g. place) instead of a detector (no default)",
     )
     parser.add_argument(
         "--words",
@@ -65,15 +73,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="WORD",
         help="detector vocabulary: a file with one word a line, or a list (default: the COCO class names)",
     )
-    parser.add_argument("--threshold", type=float, default=0.1, help="detection score threshold")
-    parser.add_argument("--query-template", default="a photo of a {}", help="detector text query")
     parser.add_argument(
-        "--min-detections", type=int, default=10, help="fewest images with the attribute to rank it"
+        "--threshold", type=float, default=0.1, help="a detection counts when its score is at least this"
     )
-    parser.add_argument("--top-per-class", type=int, default=5, help="attributes reported per class")
-    add_batch_size(parser, 16, "images per classifier / detector forward pass")
     parser.add_argument(
-        "--max-images", type=int, default=None, help="analyse only the first N images (smoke runs)"
+        "--query-template",
+        default="a photo of a {}",
+        help="the detector's text query for each word ({} = the word)",
+    )
+    parser.add_argument(
+        "--min-detections",
+        type=positive_int,
+        default=10,
+        help="an attribute is ranked for a class only when detected in at least this many of its images",
+    )
+    parser.add_argument(
+        "--top-per-class",
+        type=positive_int,
+        default=5,
+        help="keep this many attributes per class (highest mutual information with correctness)",
+    )
+    add_batch_size(parser, 16, "images per forward pass of the classifier and of the detector")
+    parser.add_argument(
+        "--max-images",
+        type=positive_int,
+        default=None,
+        help="analyse only the first N images (smoke runs; default: all)",
     )
     add_out(parser, "discovery_results")
 

@@ -37,6 +37,7 @@ from hf_spurious.cli._common import (
     positive_int,
 )
 from hf_spurious.cli.evaluate_classification import TRAIN_COUNT_KEYWORDS, run_classification
+from hf_spurious.cli.evaluate_report import print_summary
 from hf_spurious.cli.evaluate_retrieval import load_recall_set, run_retrieval
 from hf_spurious.evaluation.plots import (
     classification_markdown,
@@ -44,6 +45,7 @@ from hf_spurious.evaluation.plots import (
     plot_retrieval,
     retrieval_markdown,
 )
+from hf_spurious.evaluation.rerank import RERANK_SCORES
 from hf_spurious.models import load_adapter
 
 __all__ = ["add_arguments", "load_recall_set", "run", "write_outputs"]
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=ListAction,
         default=None,
         metavar="METRIC",
-        help="retrieval: odmap,recall; classification: group,aiou (None: all of the task's)",
+        help="retrieval: odmap,recall; classification: group,aiou (default: every metric of the task)",
     )
     add_out(parser, "evaluation_results")
     parser.add_argument("--split", default="test", help="split to evaluate")
@@ -84,41 +86,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_retrieval(g: Any) -> None:
     g.add_argument(
         "--dataset",
-        help="counterfactual (decorrelated) split: builder output folder, save_to_disk folder, parquet file or hub id",
+        help="counterfactual (decorrelated) split: builder output folder, save_to_disk folder, parquet file or hub id "
+        "(required for ODmAP; no default)",
     )
     g.add_argument(
         "--config",
         default=None,
-        help="dataset config name (hub datasets / exported folders with several configs)",
+        help="dataset config name (hub datasets / exported folders with several configs; default: the only one)",
     )
     g.add_argument(
         "--gallery",
-        help="source data folder (COCO/Karpathy, Flickr30k Entities, SpuriousShapes) whose train+val+test captions form the gallery, or a captions file (.txt/.json/.jsonl)",
+        help="source data folder (COCO/Karpathy, Flickr30k Entities, SpuriousShapes) whose train+val+test captions "
+        'form the gallery, or a captions file (.txt one a line, .json list, .jsonl {"caption": ...} lines); '
+        "required for ODmAP, no default",
     )
-    g.add_argument("--source", choices=("coco", "flickr30k", "shapes"), default="coco", help="source layout")
+    g.add_argument(
+        "--source",
+        choices=("coco", "flickr30k", "shapes"),
+        default="coco",
+        help="layout of the --gallery / --data-dir folder (COCO Karpathy, Flickr30k Entities, SpuriousShapes); "
+        "also names the default class vocabulary",
+    )
     g.add_argument(
         "--vocabulary", default=None, help="class vocabulary for caption matching (default: the source's)"
     )
     g.add_argument(
         "--matcher",
         choices=("lexical", "spacy", "annotated"),
-        default=None,
-        help="caption -> class matcher (default: annotated for flickr30k, else lexical)",
-    )
-    g.add_argument("--k", action=ListAction, item=positive_int, default=[1, 5, 10], help="cut-offs")
-    g.add_argument(
-        "--present-rule", choices=("any", "all"), default="any", help="relevant: any / all kept classes"
+        default="lexical",
+        help="which classes a gallery caption names: lexical (the whole caption against the word list; "
+        "the same matching as the odmap evaluate module), spacy (noun chunks only) or annotated "
+        "(Flickr30k Entities phrase types; a different ODmAP, label it)",
     )
     g.add_argument(
-        "--normalizer", choices=("k", "min_k_r"), default="k", help="AP@k divisor: k or min(k, #relevant)"
+        "--k", action=ListAction, item=positive_int, default=[1, 5, 10], help="ODmAP@k and Recall@K cut-offs"
+    )
+    g.add_argument(
+        "--present-rule",
+        choices=("any", "all"),
+        default="any",
+        help="a caption is relevant when it names no removed class and at least one (any) or every (all) "
+        "class kept in the query image",
+    )
+    g.add_argument(
+        "--normalizer",
+        choices=("k", "min_k_r"),
+        default="k",
+        help="AP@k divisor: k (the paper's) or min(k, relevant captions in the gallery)",
     )
     g.add_argument(
         "--rerank-top-n",
-        type=int,
+        type=positive_or_zero,
         default=0,
-        help="BLIP: re-rank this many candidates with the ITM head (0 = off)",
+        help="BLIP: re-rank each query's first N candidates with the ITM head, for ODmAP and Recall@K "
+        "(0 = off)",
     )
-    g.add_argument("--chunk-size", type=int, default=32768, help="gallery rows per top-k chunk")
+    g.add_argument(
+        "--rerank-score",
+        choices=RERANK_SCORES,
+        default="itm",
+        help="score of a re-ranked candidate: itm (match probability) or itm+itc (probability + cosine "
+        "similarity, as BLIP's own evaluation)",
+    )
+    g.add_argument(
+        "--chunk-size", type=positive_int, default=32768, help="gallery rows per top-k chunk (memory bound)"
+    )
     g.add_argument(
         "--precision",
         choices=("auto", "exact-fp32", "exact-bf16"),
@@ -127,8 +159,22 @@ def _add_retrieval(g: Any) -> None:
         "the CPU has it and it measures faster; all three give the same rankings and scores",
     )
     g.add_argument(
-        "--max-queries", type=int, default=None, help="evaluate only the first N queries (smoke runs)"
+        "--max-queries",
+        type=positive_int,
+        default=None,
+        help="evaluate only the first N queries (smoke runs; default: all)",
     )
+
+
+def positive_or_zero(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _add_classification(c: Any) -> None:
@@ -142,11 +188,23 @@ def _add_classification(c: Any) -> None:
         help=f"adjusted-average weights: {', '.join(TRAIN_COUNT_KEYWORDS)} ('train': counted from the "
         "train split; 'waterbirds': the published 3498,184,56,1057) or one count per group",
     )
-    c.add_argument("--max-overlays", type=int, default=8, help="GradCAM overlays saved as PNG")
+    c.add_argument(
+        "--max-overlays", type=positive_or_zero, default=8, help="GradCAM overlays saved as PNG (0 = none)"
+    )
     c.add_argument(
         "--target-layer",
         default=None,
-        help="GradCAM target module path (default: vision_model.encoder.layers.-1.layer_norm1, its input)",
+        help="GradCAM layer: block_input (the default for ViTs: the residual stream entering the last "
+        "block), ln_output (the output of that block's first LayerNorm, pytorch-grad-cam's CLIP "
+        "convention) or a module path; CNN towers default to vision_model.layer4",
+    )
+    c.add_argument(
+        "--compare-layers",
+        action=ListAction,
+        default=["auto"],
+        metavar="LAYER",
+        help="also report AIoU at these GradCAM layers (results.json aiou.by_layer); auto = the other "
+        "named ViT layer (none for CNN towers), none = off",
     )
 
 
@@ -177,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = run_classification(args, adapter, metrics, cache_dir, out)
     write_outputs(results, out, args.task)
+    print_summary(results, args.task)
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
 

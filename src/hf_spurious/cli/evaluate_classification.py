@@ -33,6 +33,13 @@ def train_counts_from(spec: Sequence[str], data_dir: Path) -> list[int] | None:
         ) from None
 
 
+def _compare_layers(spec: Sequence[str]) -> Sequence[str] | str:
+    """``--compare-layers``: "auto", "none" (no comparison) or a list of layer names / module paths."""
+    if list(spec) == ["auto"]:
+        return "auto"
+    return [] if list(spec) == ["none"] else list(spec)
+
+
 def run_classification(
     args: argparse.Namespace,
     adapter: VisionLanguageAdapter,
@@ -53,6 +60,7 @@ def run_classification(
         batch_size=args.batch_size, cache_dir=str(cache_dir), overlay_dir=str(out / "gradcam"),
         max_overlays=args.max_overlays, target_layer=args.target_layer,
         model_fingerprint=getattr(args, "model_fingerprint", None),
+        compare_layers=_compare_layers(getattr(args, "compare_layers", ["auto"])),
     )  # fmt: skip
     results["settings"] = {
         "model": args.model,
@@ -60,5 +68,6 @@ def run_classification(
         "split": args.split,
         "templates": args.templates,
         "train_counts": ",".join(args.train_counts),
+        "gradcam_layer": results.get("aiou", {}).get("layer"),
     }
     return results

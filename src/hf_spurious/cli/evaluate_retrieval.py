@@ -65,19 +65,47 @@ def load_query_dataset(dataset: str, split: str = "test", config: str | None = N
 
 
 def read_caption_file(path: Path) -> list[str]:
-    """Captions from .txt (one a line), .json (list or {"captions": [...]}) or .jsonl ({"caption": ...})."""
-    text = path.read_text(encoding="utf-8")
+    """Captions from .txt (one a line), .json (list or {"captions": [...]}) or .jsonl ({"caption": ...}).
+
+    Every error names the file, the line (.jsonl) and the fix.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SystemExit(
+            f"error: {path} is not UTF-8 text (bad byte at offset {err.start}); save it as UTF-8"
+        ) from None
     if path.suffix == ".txt":
         return [line for line in text.splitlines() if line.strip()]
     if path.suffix == ".jsonl":
-        return [json.loads(line)["caption"] for line in text.splitlines() if line.strip()]
+        return [_jsonl_caption(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if path.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"error: {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
         data = data.get("captions", data) if isinstance(data, dict) else data
         if not isinstance(data, list) or not all(isinstance(c, str) for c in data):
             raise SystemExit(f"error: {path} must hold a list of caption strings")
         return data
     raise SystemExit(f"error: unsupported gallery file {path}; use a data folder or .txt/.json/.jsonl")
+
+
+def _jsonl_caption(path: Path, line_no: int, line: str) -> str:
+    """The ``caption`` of one .jsonl line; errors name the file, the line and the expected shape."""
+    shape = 'each line must be one JSON object like {"caption": "A dog on a bench."}'
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise SystemExit(
+            f"error: {path} line {line_no}: not valid JSON ({err.msg}; a truncated line?); {shape}"
+        ) from None
+    if not isinstance(row, dict) or "caption" not in row:
+        found = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise SystemExit(f'error: {path} line {line_no}: no "caption" key (found {found}); {shape}')
+    if not isinstance(row["caption"], str) or not row["caption"].strip():
+        raise SystemExit(f'error: {path} line {line_no}: "caption" must be a non-empty string; {shape}')
+    return row["caption"]
 
 
 def load_gallery(args: argparse.Namespace, cache_dir: Path) -> Gallery:
@@ -138,6 +166,7 @@ def run_retrieval(
         device=args.device,
         batch_size=args.batch_size,
         precision=getattr(args, "precision", "auto"),
+        rerank_score=getattr(args, "rerank_score", "itm"),
     )
     if "odmap" in metrics:
         if not args.dataset:
@@ -155,9 +184,11 @@ def run_retrieval(
         results["settings"] = {
             "k": list(args.k),
             "rerank_top_n": args.rerank_top_n or None,
+            "rerank_score": getattr(args, "rerank_score", "itm") if args.rerank_top_n else None,
             "precision": getattr(args, "precision", "auto"),
         }
     results["settings"].update(
-        model=args.model, dataset=args.dataset, gallery=args.gallery, source=args.source, split=args.split
-    )
+        model=args.model, dataset=args.dataset, gallery=args.gallery, source=args.source, split=args.split,
+        matcher=args.matcher if "odmap" in metrics else None,
+    )  # fmt: skip
     return results

@@ -4,7 +4,8 @@ evaluate 0.4.6 resolves a bare name such as ``"odmap"`` by trying ``./odmap/odma
 Space ``evaluate-metric/odmap``, and when that fails it falls back to its dynamic-modules cache:
 ``$HF_MODULES_CACHE/evaluate_modules/metrics/evaluate-metric--odmap/<64-hex hash>/odmap.py`` (newest
 hash folder wins; every level holds an ``__init__.py``). ``org/odmap`` falls back to ``.../org--odmap/``.
-This command copies the repository's ``metrics/<name>/<name>.py`` modules there.
+This command copies the package's ``hf_spurious/metrics/evaluate_modules/<name>/<name>.py`` modules there
+(they ship in the wheel as package data).
 """
 
 from __future__ import annotations
@@ -31,14 +32,9 @@ def default_modules_cache() -> Path:
     return Path(home).expanduser() / "modules"
 
 
-def default_source_dir() -> Path | None:
-    """The ``metrics/`` folder of the repository this package runs from (a clone or editable install)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "metrics"
-        if (candidate / "odmap" / "odmap.py").is_file():
-            return candidate
-    return None
+def default_source_dir() -> Path:
+    """The evaluate module folders shipped inside the package (``hf_spurious/metrics/evaluate_modules``)."""
+    return Path(__file__).resolve().parents[1] / "metrics" / "evaluate_modules"
 
 
 def _touch_init(directory: Path) -> None:
@@ -71,11 +67,10 @@ def install_metrics(
     namespaces: Iterable[str | None] = (None, METRIC_NAMESPACE),
 ) -> list[Path]:
     """Install the named modules for each namespace (``None`` = the bare name ``evaluate.load("odmap")``)."""
-    source = source_dir or default_source_dir()
-    if source is None:
+    source = Path(source_dir) if source_dir is not None else default_source_dir()
+    if not source.is_dir():
         raise FileNotFoundError(
-            "Could not find the repository's metrics/ folder next to this package; pass --source "
-            "<clone>/metrics (pip wheels do not ship it)."
+            f"No evaluate module folder at {source}: pass --source DIR, a folder holding <name>/<name>.py."
         )
     cache = modules_cache or default_modules_cache()
     installed = []
@@ -95,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source",
         type=Path,
         default=None,
-        help="folder holding <name>/<name>.py (default: the clone's metrics/)",
+        help="folder holding <name>/<name>.py (default: the copies shipped in the package)",
     )
     parser.add_argument(
         "--modules-cache",

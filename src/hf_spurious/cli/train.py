@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from hf_spurious.cache import atomic_write_text
 from hf_spurious.cli._common import CommaList, ListAction, add_data_dir, add_model, make_parser
 from hf_spurious.sources import read_coco, read_flickr30k, read_waterbirds
 from hf_spurious.training.config import SpuriousTrainingArguments
-from hf_spurious.training.rows import classification_rows, counterfactual_rows, retrieval_rows
+from hf_spurious.training.rows import (
+    classification_rows,
+    counterfactual_rows,
+    retrieval_rows,
+    training_pairs,
+)
 from hf_spurious.training.trainer import SpuriousAwareTrainer
 
 #: List fields whose items are sentences (may hold commas): a space list only, each item quoted.
@@ -37,7 +43,8 @@ DATASET_TASKS: dict[str, str] = {
     "shapes": "retrieval",
 }
 
-# Paper hyper-parameters (documented defaults; see docs and spec §1.7, §2.3-2.4, §3.B.7).
+# Paper hyper-parameters (Kim et al. §4 implementation details; Yang et al.'s released README), documented in
+# docs/reproduction.md.
 PRESETS: dict[str, dict[str, Any]] = {
     # Yang et al. README (RN50): SGD momentum 0.9, lr 1e-4, wd 1e-5, 300 epochs, batch 128 (32 for ViT-L/14@336),
     # no scheduler, group-balanced sampling, best val worst-group checkpoint, fresh logit scale ln(1/0.07).
@@ -81,6 +88,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_strategy="epoch",
         save_strategy="epoch",
     ),
+    # Kim et al. VSE++ (VGG19 + Bi-GRU): Adam lr 1e-4, batch 256, 10 epochs, x0.5 every 2 epochs; the triplet
+    # loss (margin 0.2, hardest negative) is the adapter's default retrieval loss.
+    "retrieval-vsepp": dict(
+        task="retrieval",
+        optim="adamw_torch",
+        weight_decay=0.0,
+        learning_rate=1e-4,
+        per_device_train_batch_size=256,
+        num_train_epochs=10,
+        lr_step_decay_every_epochs=2.0,
+        lr_step_decay_factor=0.5,
+        triplet_margin=0.2,
+        triplet_max_violation=True,
+        freeze_policy="full",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+    ),
     # Kim et al. BLIP: AdamW lr 1e-5, batch 16, 2 epochs, x0.5 every half epoch, ITC + ITM.
     "retrieval-blip": dict(
         task="retrieval",
@@ -120,7 +144,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--counterfactual-dir",
         default=None,
-        help="D′ for retrieval: a save_to_disk directory, a parquet file or a directory of parquet files.",
+        help="D′ for retrieval: the folder `hf-spurious counterfactuals --out` wrote, a save_to_disk directory, "
+        "a parquet file or a Hub dataset id (default: none, train on D alone).",
+    )
+    data.add_argument(
+        "--counterfactual-config",
+        default=None,
+        help="Config of --counterfactual-dir to train on (default: its only config).",
+    )
+    data.add_argument(
+        "--counterfactual-split",
+        default="train",
+        help="Split of --counterfactual-dir to train on (default: %(default)s).",
     )
     data.add_argument("--caption-column", default=None, help="Caption column of the counterfactual data.")
     data.add_argument("--train-split", default="train", help="Training split.")
@@ -162,20 +197,69 @@ def _add_field(group: Any, field: dataclasses.Field, hint: Any) -> None:
     HfArgumentParser._parse_dataclass_field(group, field)
 
 
-def _load_counterfactuals(path: str) -> Any:
+def load_counterfactuals(source: str, config: str | None = None, split: str = "train") -> Any:
+    """Exactly one config and split of D′, memory-mapped: ``source`` is a parquet file, a ``save_to_disk``
+    directory, an export folder of ``hf-spurious counterfactuals`` (``provenance.json`` + one folder per
+    config; never its ``.work`` shards) or a Hub dataset id."""
+    import pyarrow  # lazy: comes with datasets
+
+    dataset = _open_counterfactuals(source, config, split)
+    # parquet -> Arrow conversion leaves its buffers in the allocator's pool; hand them back, so the
+    # process holds no memory in proportion to D′ (the table itself is memory-mapped)
+    pyarrow.default_memory_pool().release_unused()
+    return dataset
+
+
+def _open_counterfactuals(source: str, config: str | None, split: str) -> Any:
+    """The one config and split of ``source`` (see :func:`load_counterfactuals`)."""
     import datasets  # lazy: heavy optional dependency
 
-    p = Path(path)
-    if (p / "dataset_info.json").exists() or (p / "state.json").exists():
-        return datasets.load_from_disk(str(p))
-    files = [str(p)] if p.is_file() else sorted(str(f) for f in p.rglob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{path}: no save_to_disk dataset and no parquet files")
-    return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
+    p = Path(source)
+    if p.is_file():
+        return datasets.load_dataset("parquet", data_files={split: str(p)}, split=split)
+    if (
+        (p / "dataset_info.json").exists()
+        or (p / "state.json").exists()
+        or (p / "dataset_dict.json").exists()
+    ):
+        loaded = datasets.load_from_disk(str(p))
+        return loaded[_pick(list(loaded), split, "split", source)] if isinstance(loaded, dict) else loaded
+    if (p / "provenance.json").exists():
+        configs = sorted(json.loads((p / "provenance.json").read_text(encoding="utf-8")))
+        name = _pick(configs, config, "config", source)
+        files = sorted(str(f) for f in (p / name).glob(f"{split}-*.parquet"))
+        if not files:
+            found = sorted({f.name.split("-")[0] for f in (p / name).glob("*.parquet")})
+            raise FileNotFoundError(
+                f"{source}: config {name!r} has no {split!r} split (splits: {found}); pass --counterfactual-split"
+            )
+        return datasets.load_dataset("parquet", data_files={split: files}, split=split)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.glob("*.parquet"))
+        if files:
+            return datasets.load_dataset("parquet", data_files={split: files}, split=split)
+        raise FileNotFoundError(
+            f"{source}: not a D′ export (no provenance.json), save_to_disk directory or folder of parquet files; "
+            "point --counterfactual-dir at the folder `hf-spurious counterfactuals --out` wrote"
+        )
+    if p.exists() or source.count("/") != 1:
+        raise FileNotFoundError(f"{source}: no such file or folder; check --counterfactual-dir")
+    return datasets.load_dataset(source, config, split=split)  # a Hub id
+
+
+def _pick(names: list[str], wanted: str | None, what: str, source: str) -> str:
+    """``wanted`` if ``source`` has it, else the only one; an error listing the choices otherwise."""
+    if wanted is None and len(names) == 1:
+        return names[0]
+    if wanted in names:
+        return wanted
+    flag = "--counterfactual-config" if what == "config" else "--counterfactual-split"
+    raise ValueError(f"{source} holds the {what}s {names}; choose one with {flag}")
 
 
 def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
-    """(train rows, eval rows or None) for the chosen dataset layout."""
+    """(train rows, eval rows or None) for the chosen dataset layout; D′ (``--counterfactual-dir``) joins
+    the training rows, after the check that none of it comes from the evaluation images."""
 
     def split(name: str) -> Any:
         if ns.dataset == "waterbirds":
@@ -192,13 +276,31 @@ def load_data(ns: argparse.Namespace, task: str) -> tuple[Any, Any]:
             f"{DATASET_TASKS[ns.dataset]} / a matching --preset"
         )
     train = split(ns.train_split)
+    evaluation = split(ns.eval_split) if ns.eval_split else None
     if ns.counterfactual_dir:
         if task != "retrieval":
             raise ValueError("--counterfactual-dir is for retrieval (D ∪ D′)")
-        train = train + counterfactual_rows(_load_counterfactuals(ns.counterfactual_dir), ns.caption_column)
+        loaded = load_counterfactuals(
+            ns.counterfactual_dir, ns.counterfactual_config, ns.counterfactual_split
+        )
+        d_prime = counterfactual_rows(
+            loaded,
+            ns.caption_column,
+            train_split=ns.train_split,
+            exclude_image_ids={r["image_id"] for r in evaluation or []},
+        )
+        _say(f"training pairs: D {len(train)} + D′ {len(d_prime)} (from {ns.counterfactual_dir})")
+        train = training_pairs(train, d_prime)
     if ns.max_train_samples:
-        train = train[: ns.max_train_samples]
-    return train, (split(ns.eval_split) if ns.eval_split else None)
+        n = min(ns.max_train_samples, len(train))
+        train = train.select(range(n)) if hasattr(train, "select") else train[:n]
+    return train, evaluation
+
+
+def _say(message: str) -> None:
+    """Print on the main process only (``RANK`` unset or 0 under ``accelerate launch`` / ``torchrun``)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, flush=True)
 
 
 def training_args_from(ns: argparse.Namespace) -> SpuriousTrainingArguments:

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from hf_spurious.cache import atomic_write
 from hf_spurious.cli._common import ListAction, add_out, add_seed, report_user_error
+from hf_spurious.images import load_rgb
 from hf_spurious.world import ClassificationWorldConfig, WorldConfig, generate_world
 
 CONTACT_SHEET = "contact_sheet.png"
@@ -37,13 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-size",
         type=int,
         default=None,
-        help=f"(retrieval / classification default: {r.train_size} / {c.train_size})",
+        help=f"train images (default: {r.train_size} retrieval / {c.train_size} classification)",
     )
-    parser.add_argument("--val-size", type=int, default=None, help=f"(default {r.val_size} / {c.val_size})")
     parser.add_argument(
-        "--test-size", type=int, default=None, help=f"(default {r.test_size} / {c.test_size})"
+        "--val-size",
+        type=int,
+        default=None,
+        help=f"val images (default: {r.val_size} retrieval / {c.val_size} classification)",
     )
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels")
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        help=f"test images (default: {r.test_size} retrieval / {c.test_size} classification)",
+    )
+    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels, 16 to 1024")
     _add_retrieval_variant(parser.add_argument_group("retrieval variant"), r)
     _add_classification_variant(parser.add_argument_group("classification variant"), c)
     parser.add_argument(
@@ -52,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="set any other config field (repeatable), e.g. --set p_duplicate=0.2 --set object_size_range=[0.2,0.4]",
+        help="set any other config field (repeatable), e.g. --set p_duplicate=0.2 --set object_size_range=[0.2,0.4] "
+        "(default: none)",
     )
     parser.add_argument("--no-contact-sheet", action="store_true", help="skip the PNG contact sheet")
 
@@ -96,7 +107,7 @@ def _add_classification_variant(g: Any, c: ClassificationWorldConfig) -> None:
         count=2,
         default=c.alpha_range,
         metavar=("MIN", "MAX"),
-        help="bird opacity",
+        help="bird opacity range, two numbers in [0, 1]",
     )
 
 
@@ -163,7 +174,7 @@ def _examples(out: Path, variant: str, n: int) -> list[tuple[Path, str]]:
 def contact_sheet(examples: list[tuple[Path, str]], path: Path, *, columns: int = 4, scale: int = 3) -> Path:
     """A grid of upscaled images with their caption underneath, saved as PNG."""
     font = ImageFont.load_default()
-    thumbs = [Image.open(p).convert("RGB") for p, _ in examples]
+    thumbs = [load_rgb(p) for p, _ in examples]
     side = max(t.width for t in thumbs) * scale
     wrap = max(12, side // 6)
     labels = [textwrap.wrap(text, wrap)[:4] for _, text in examples]
@@ -176,7 +187,7 @@ def contact_sheet(examples: list[tuple[Path, str]], path: Path, *, columns: int 
         sheet.paste(thumb.resize((side, side), Image.NEAREST), (x, y))
         for j, line in enumerate(lines):
             draw.text((x, y + side + 3 + 12 * j), line, fill=(0, 0, 0), font=font)
-    sheet.save(path, format="PNG")
+    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
     return path
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from hf_spurious import text
 from hf_spurious.cache import ArrayStore, digest
+from hf_spurious.data.export import check_not_empty
 from hf_spurious.records import SceneRecord
 from hf_spurious.sources import read_coco, read_flickr30k
 from hf_spurious.synthesis.generator import generate_counterfactuals, process_state
@@ -46,8 +47,16 @@ class DecorrelatedConfig(datasets.BuilderConfig, SynthesisSettings):
     that edit the same captions (e.g. several target policies of one split) can share one and parse once.
     """
 
-    work_dir: str | None = None
-    phrase_cache_dir: str | None = None
+    work_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "shard directory (default: under the builder's cache dir)"}
+    )
+    phrase_cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "noun-phrase parse cache (default: <work_dir>/phrase_cache)"}
+    )
+    allow_empty: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "accept a split with zero rows (otherwise an error naming the skips)"},
+    )
 
     def __post_init__(self) -> None:
         datasets.BuilderConfig.__post_init__(self)
@@ -151,6 +160,9 @@ class _DecorrelatedBuilder(datasets.GeneratorBasedBuilder):
             raise SynthesisError(
                 f"{len(missing)} shards missing in {work} (e.g. {missing[:5]}); rerun to resume"
             )
+        stats = result.stats()
+        if not self.config.allow_empty:
+            check_not_empty(int(stats["rows"]), stats, self.config.name)
         self.generation_result = result
         split = _SPLIT_NAMES.get(settings.split, settings.split)
         return [
@@ -253,11 +265,13 @@ def build_gallery(
 
     Returns ``(captions, caption_image_ids, class_matrix bool (G, C), class_names)``. ``method``:
     ``"lexical"`` / ``"spacy"`` (noun phrases matched with the vocabulary, via
-    :func:`hf_spurious.text.caption_class_matrix`) or ``"annotated"`` (Flickr30k Entities phrase types;
-    the default for flickr30k). Cached in ``cache_dir`` (keyed by captions, vocabulary and method).
+    :func:`hf_spurious.text.caption_class_matrix`) or ``"annotated"`` (Flickr30k Entities phrase types).
+    The default is ``"lexical"`` for every source: the matching of the ``odmap`` evaluate module, so the
+    runner and the module give the same ODmAP for the same retrievals; ``"annotated"`` gives a different
+    number (label it when reported). Cached in ``cache_dir`` (keyed by captions, vocabulary and method).
     """
     settings = SynthesisSettings(source=source, vocabulary=vocabulary)
-    method = method or ("annotated" if source == "flickr30k" else "lexical")
+    method = method or "lexical"
     records = [r for split in splits for r in load_source_records(settings, data_dir, split)]
     captions = [c for r in records for c in r.captions]
     image_ids = [f"{r.split}/{r.image_id}" for r in records for _ in r.captions]

@@ -16,14 +16,26 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hf_spurious.cache import atomic_write_json, atomic_write_text
+from hf_spurious.data.export_folder import (
+    clean_leftovers,
+    dataset_info,
+    folder_lock,
+    read_provenance,
+    rebuilt_entry,
+    staging_dir,
+    swap_in,
+)
 from hf_spurious.hub import DATASET_REPOS
-from hf_spurious.synthesis.shards import collect_stats, merge_shards, read_manifest
+from hf_spurious.synthesis.merge import merge_shards
+from hf_spurious.synthesis.settings import SynthesisError
+from hf_spurious.synthesis.shards import collect_stats, read_manifest
 
 WORD_LISTS = {
     "coco": "CHAIR word list (substitute) of Rohrbach et al. 2018; Kim et al.'s own list is unpublished",
@@ -50,13 +62,17 @@ def export_parquet(
     card_template: str | Path | None = None,
     pretty_name: str | None = None,
     default_config: str | None = None,
+    allow_empty: bool = False,
 ) -> Path:
     """Write a decorrelated split as parquet with embedded image bytes, and (re)write the card.
 
     ``dataset_or_dir``: a generator work directory (with ``manifest.json``; settings and counts are read
     from it), a ``datasets.Dataset`` or a ``datasets.DatasetDict`` (pass ``settings``/``stats`` for the
     card). Image columns that point to files are embedded first (``embed_table_storage``), since
-    ``to_parquet`` alone keeps only the paths. Several configs can be exported into one ``out_dir``.
+    ``to_parquet`` alone keeps only the paths. Several configs can be exported into one ``out_dir``, also
+    at the same time (see :mod:`hf_spurious.data.export_folder`): the new files are staged and swapped in
+    only when complete, so a failed export leaves the previous one intact. Zero rows is an error unless
+    ``allow_empty``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,27 +82,57 @@ def export_parquet(
         stats = stats or collect_stats(dataset_or_dir)
         split = split or settings["split"]
         config_name = check_config_name(config_name or split)
-        files = merge_shards(dataset_or_dir, out / config_name, split=split)
-        splits = {split: [f.name for f in files]}
+        if not allow_empty:
+            check_not_empty(int(stats.get("rows", 0)), stats, config_name)
     else:
         parts = _dataset_parts(dataset_or_dir, split)
         config_name = check_config_name(config_name or (settings or {}).get("split") or next(iter(parts)))
-        splits = {
-            str(name): [_write_dataset(ds, out / config_name, str(name)).name] for name, ds in parts.items()
+        if not allow_empty:
+            check_not_empty(sum(len(ds) for ds in parts.values()), stats or {}, config_name)
+    staged = staging_dir(out, config_name)
+    try:
+        if _is_work_dir(dataset_or_dir):
+            files = merge_shards(dataset_or_dir, staged, split=split)
+            splits = {str(split): [f.name for f in files]}
+        else:
+            splits = {str(name): [_write_dataset(ds, staged, str(name)).name] for name, ds in parts.items()}
+        entry = {
+            "splits": splits,
+            "settings": settings or {},
+            "stats": stats or {},
+            "dataset_info": dataset_info(staged, config_name, splits),
         }
-    provenance = _read_provenance(out)
-    provenance[config_name] = {
-        "splits": splits,
-        "settings": settings or {},
-        "stats": stats or {},
-        "dataset_info": _dataset_info(out / config_name, config_name, splits),
-    }
-    atomic_write_json(out / "provenance.json", provenance, default=str)  # key order matters to datasets
-    card = render_card(
-        provenance, template=card_template, pretty_name=pretty_name, default_config=default_config
-    )
-    atomic_write_text(out / "README.md", card)
+        card = {"template": card_template, "pretty_name": pretty_name, "default_config": default_config}
+        _commit(out, staged, config_name, entry, card)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return out
+
+
+def check_not_empty(rows: int, stats: dict[str, Any], config_name: str) -> None:
+    """Zero rows is not a result: a SynthesisError with the reason (the skip counts) and the way out."""
+    if rows > 0:
+        return
+    skipped = stats.get("skipped") or {}
+    images = stats.get("images", "?")
+    reason = f"skipped: {skipped}" if skipped else "no source images were read"
+    raise SynthesisError(
+        f"config {config_name!r} has 0 rows ({images} source images; {reason}); nothing was exported. Check "
+        "the source folder, the split and the settings (--max-images, --target-pair, the α values), or pass "
+        "--allow-empty (allow_empty=True in Python) to export an empty split on purpose"
+    )
+
+
+def _commit(out: Path, staged: Path, config_name: str, entry: dict[str, Any], card: dict[str, Any]) -> None:
+    """Under the folder lock: swap the staged config in, then rewrite provenance.json and the card."""
+    with folder_lock(out):
+        swap_in(staged, out / config_name)
+        provenance = read_provenance(out, rebuild=lambda name: rebuilt_entry(out, name))
+        provenance[config_name] = entry
+        atomic_write_json(out / "provenance.json", provenance, default=str)  # key order matters to datasets
+        text = render_card(provenance, **card)
+        atomic_write_text(out / "README.md", text)
+        clean_leftovers(out)
 
 
 def _dataset_parts(dataset: Any, split: str | None) -> dict[str, Any]:
@@ -99,8 +145,13 @@ def _dataset_parts(dataset: Any, split: str | None) -> dict[str, Any]:
         return {split: dataset}
     if isinstance(dataset, datasets.DatasetDict):
         return dict(dataset)
-    raise TypeError(
-        f"export_parquet takes a generator work dir, a Dataset or a DatasetDict, got {type(dataset)}"
+    if isinstance(dataset, (str, os.PathLike)):
+        raise FileNotFoundError(
+            f"{dataset} is not a counterfactual work directory (no manifest.json); pass the --work-dir of a "
+            "finished run (default <out>/.work/<config>), a Dataset or a DatasetDict"
+        )
+    raise ValueError(
+        f"export_parquet takes a generator work dir, a Dataset or a DatasetDict, got {type(dataset).__name__}"
     )
 
 
@@ -112,31 +163,6 @@ def _write_dataset(ds: Any, target: Path, name: str) -> Path:
     path = target / f"{name}-00000-of-00001.parquet"
     embed_images(ds).to_parquet(str(path))
     return path
-
-
-def _dataset_info(folder: Path, config_name: str, splits: dict[str, list[str]]) -> dict[str, Any]:
-    """The card's ``dataset_info`` entry (features, split sizes). It also keys `datasets`' cache of a local
-    folder: without it a re-export into a folder of the same name would load the stale cached copy."""
-    import datasets  # lazy: heavy optional dependency
-    import pyarrow.parquet as pq  # lazy: heavy optional dependency
-
-    split_dict = datasets.SplitDict()
-    features = None
-    total = 0
-    for split, names in splits.items():
-        rows = nbytes = 0
-        for name in names:
-            meta = pq.ParquetFile(folder / name)
-            rows += meta.metadata.num_rows
-            nbytes += (folder / name).stat().st_size
-            if features is None:
-                features = datasets.Features.from_arrow_schema(meta.schema_arrow)
-        split_dict.add(datasets.SplitInfo(name=split, num_bytes=nbytes, num_examples=rows))
-        total += nbytes
-    info = datasets.DatasetInfo(
-        features=features, splits=split_dict, download_size=total, dataset_size=total, config_name=config_name
-    )
-    return info._to_yaml_dict()
 
 
 def embed_images(ds):
@@ -158,7 +184,12 @@ def check_config_name(name: str) -> str:
 
 def _read_provenance(out: Path) -> dict[str, Any]:
     path = out / "provenance.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} is unreadable ({err}); re-export a config into {out} to rebuild it"
+        ) from err
 
 
 def configs_yaml(provenance: dict[str, Any], default_config: str | None = None) -> list[dict[str, Any]]:
@@ -214,6 +245,15 @@ def _provenance_markdown(name: str, info: dict[str, Any]) -> str:
         if skipped:
             lines += ["", "| skipped because | images |", "| --- | --- |"]
             lines += [f"| {reason} | {count} |" for reason, count in sorted(skipped.items())]
+        notes = st.get("notes") or {}
+        if notes.get("query_without_caption_edit"):
+            lines += [
+                "",
+                f"Queries kept without a caption edit (no caption named the removed class; a query needs "
+                f"none): {notes['query_without_caption_edit']}.",
+            ]
+        if notes.get("later_valid_class"):
+            lines += ["", f"Images that used their next valid class: {notes['later_valid_class']}."]
         removed = st.get("removed_class_counts") or {}
         if removed:
             top = sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))[:15]

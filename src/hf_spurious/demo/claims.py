@@ -49,9 +49,13 @@ def _retrieval_exposure(biased: Sequence[Mapping[str, Any]]) -> list[Check]:
 
 
 def _retrieval_mitigation(
-    a_runs: Sequence[Mapping[str, Any]], b_runs: Sequence[Mapping[str, Any]]
+    a_runs: Sequence[Mapping[str, Any]],
+    b_runs: Sequence[Mapping[str, Any]],
+    family: str = "",
+    min_gain: float = 5.0,
 ) -> list[Check]:
     checks = []
+    prefix = f"{family} " if family else ""
     for method in ("inpainted", "oracle"):
         key = f"partner/{method}"
         diff = [
@@ -62,10 +66,10 @@ def _retrieval_mitigation(
         ]
         checks.append(
             _check(
-                f"retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
+                f"{prefix}retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
                 f"{_mean(diff):+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
-                "mean ≥ +5.0",
-                _mean(diff) >= 5.0,
+                f"mean ≥ {min_gain:+.1f}" if min_gain else "mean > 0",
+                _mean(diff) >= min_gain if min_gain else _mean(diff) > 0,
             )
         )
     for direction in ("i2t@1", "t2i@1"):
@@ -77,7 +81,7 @@ def _retrieval_mitigation(
         ]
         checks.append(
             _check(
-                f"retrieval mitigation keeps Recall ({direction}, B − A)",
+                f"{prefix}retrieval mitigation keeps Recall ({direction}, B − A)",
                 f"{_mean(diff):+.1f}",
                 "|mean| ≤ 2.0",
                 abs(_mean(diff)) <= 2.0,
@@ -134,22 +138,39 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
     return checks
 
 
-def evaluate_claims(results: Mapping[str, Any], *, budget_seconds: float | None = 720.0) -> list[Check]:
-    """Check the issue's "must show" claims on ``results``; every claim is reported, passed or not."""
-    models = results.get("retrieval", {}).get("models", {})
+def evaluate_claims(results: Mapping[str, Any]) -> list[Check]:
+    """Check the issue's "must show" claims on ``results``; every claim is reported, passed or not.
+
+    CLIP's retrieval gain must reach +5 ODmAP@1 (the demo's calibration); VSE++'s must be positive (Kim et
+    al. measured +3.8 on COCO for VSE++ against +10.3 for CLIP). The run time is no claim: see
+    :func:`budget_line`.
+    """
+    retrieval = results.get("retrieval", {})
+    models = retrieval.get("models", {})
     checks = _retrieval_exposure(models.get("biased", []))
     a_runs, b_runs = models.get("A", []), models.get("B", [])
     if a_runs and b_runs:
         checks += _retrieval_mitigation(a_runs, b_runs)
+    vsepp = retrieval.get("vsepp", {}).get("models", {})
+    if vsepp.get("A") and vsepp.get("B"):
+        checks += _retrieval_mitigation(vsepp["A"], vsepp["B"], family="VSE++", min_gain=0.0)
     checks += _classification(results.get("classification", {}).get("arms", {}))
-    total = results.get("meta", {}).get("total_seconds")
-    if budget_seconds is not None and total is not None and results.get("meta", {}).get("seeds", 1) == 1:
-        checks.append(
-            _check(
-                "runtime of the one-seed demo",
-                f"{total:.0f} s",
-                f"≤ {budget_seconds:.0f} s",
-                total <= budget_seconds,
-            )
-        )
     return checks
+
+
+def budget_line(results: Mapping[str, Any], budget_seconds: float = 720.0) -> dict[str, Any]:
+    """The run time against the one-seed budget (a machine-dependent budget line, not a scientific claim).
+
+    ``within`` is None for a multi-seed or ``--quick`` run (the budget is for one full seed); the load
+    averages say how busy the machine was (a shared machine stretches every step).
+    """
+    meta = results.get("meta", {})
+    total = meta.get("total_seconds")
+    one_seed = meta.get("seeds", 1) == 1 and not meta.get("quick", False)
+    return {
+        "total_seconds": total,
+        "budget_seconds": budget_seconds,
+        "within": (total <= budget_seconds) if (one_seed and total is not None) else None,
+        "load_at_start": meta.get("load_at_start"),
+        "load_at_end": meta.get("load_at_end"),
+    }

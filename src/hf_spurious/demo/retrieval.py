@@ -1,8 +1,5 @@
-"""Retrieval half of the demo: biased tiny CLIP -> ODmAP@k on counterfactual queries -> A (D) vs B (D ∪ D′).
-
-Thin integration: the world, the counterfactual builder, the trainer and the retrieval runner do the work;
-this module wires them together with the settings the prototype measured (see ``DemoConfig``).
-"""
+"""Retrieval half of the demo: biased tiny CLIP (and VSE++, :mod:`.vsepp`) -> ODmAP@k on counterfactual
+queries -> A (D) vs B (D ∪ D′). Thin integration of the world, builder, trainer and retrieval runner."""
 
 from __future__ import annotations
 
@@ -43,6 +40,7 @@ from .models import (
     train_clip,
 )
 from .report import Visuals
+from .vsepp import run_vsepp
 
 if TYPE_CHECKING:
     import datasets
@@ -291,6 +289,12 @@ def run_retrieval(
     answerability_check(matrix, class_names, queries["partner/inpainted"], calibration, timer)
     data = {"queries": queries, "gallery": gallery, "recall": RecallSet.from_records(records["test"])}
     words = caption_words(captions + [row["caption"] for row in d_prime])
+    vsepp = None  # VSE++ first: its numbers do not depend on the order (every training seeds itself)
+    if config.vsepp:
+        vsepp = run_vsepp(
+            config, out, timer, captions + [row["caption"] for row in d_prime], (records["train"], train_images),
+            (d_prime, d_prime_images), lambda a: _echo_summary(timer, "VSE++", evaluate_model(a, data, cache, config.eval_batch_size)),
+        )  # fmt: skip
     with timer.step(f"retrieval: pretrain the biased tiny CLIP ({config.pretrain_steps} steps)"):
         biased_dir, train_pixels = pretrain_biased(
             config, out, words, records["train"], train_images, d_prime, d_prime_images
@@ -318,16 +322,17 @@ def run_retrieval(
         "d_prime": len(d_prime),
         "tokenizer_words": len(words),
         "models": runs,
+        **({"vsepp": vsepp} if vsepp else {}),
     }
 
 
 # ------------------------------------------------------------------------------------------ report material
 
 
-def _echo_summary(timer: StepTimer, name: str, run: dict[str, Any]) -> None:
-    """One line per evaluated model: the headline numbers, as they come."""
+def _echo_summary(timer: StepTimer, name: str, run: dict[str, Any]) -> dict[str, Any]:
+    """One line per evaluated model: the headline numbers, as they come; returns ``run``."""
     if not timer.echo:
-        return
+        return run
     sets, recall = run["sets"], run["recall"]
     parts = [
         f"{key} ODmAP@1 {sets[key]['odmap@1']:.1f} mention@1 {sets[key]['mention@1']:.1f}"
@@ -336,6 +341,7 @@ def _echo_summary(timer: StepTimer, name: str, run: dict[str, Any]) -> None:
     print(
         f"[demo]   {name}: " + "; ".join(parts) + f"; R@1 i2t {recall['i2t@1']:.1f} t2i {recall['t2i@1']:.1f}"
     )
+    return run
 
 
 def _collect_visuals(
@@ -345,47 +351,45 @@ def _collect_visuals(
     built: dict[tuple[str, str], datasets.Dataset],
     runs: Runs,
 ) -> None:
-    """Triples (original / inpainted / oracle) and top-3 rankings before and after mitigation."""
+    """Triples (original / inpainted / oracle) and top-3 rankings before and after mitigation, of the same
+    queries: first those whose biased top-1 names the removed object, then the others, in query order."""
     vocab = load_vocabulary("shapes")
     by_id = {str(r.image_id): r for r in test_records}
     inpainted, oracle = built[("partner", "inpainted")], built[("partner", "oracle")]
-    n = min(config.examples, len(inpainted))
-    for i in range(n):
-        row, orow = inpainted[i], oracle[i]
-        original = np.asarray(load_rgb(by_id[str(row["source_image_id"])].image_path))
+    biased_rank = runs["biased"][0]["_rankings"]["partner/inpainted"]
+    named = [q for q, r in enumerate(biased_rank) if r["top"] and r["top"][0]["names_removed"]]
+    picked = (named + [q for q in range(len(biased_rank)) if q not in set(named)])[: config.examples]
+    models = [("biased", runs["biased"][0])] + [(arm, runs[arm][0]) for arm in ("A", "B") if runs[arm]]
+    for q in picked:
+        row, orow = inpainted[q], oracle[q]
         visuals.triples.append(
             {
-                "original": original,
+                "original": np.asarray(load_rgb(by_id[str(row["source_image_id"])].image_path)),
                 "inpainted": np.asarray(row["image"].convert("RGB")),
                 "oracle": np.asarray(orow["image"].convert("RGB")),
                 "caption": row["source_caption"],
                 "edited": row["caption"],
                 "removed": list(row["removed_classes"]),
+                "query": q,
             }
         )
-    # Queries where the biased model's top-1 names the removed object (first ones in query order).
-    biased_rank = runs["biased"][0]["_rankings"]["partner/inpainted"]
-    picked = [q for q, r in enumerate(biased_rank) if r["top"] and r["top"][0]["names_removed"]][
-        : config.examples
-    ]
-    models = [("biased", runs["biased"][0])] + [(arm, runs[arm][0]) for arm in ("A", "B") if runs[arm]]
-    for q in picked:
         removed = set(biased_rank[q]["removed_classes"])
-        rankings = {}
-        for name, run in models:
-            top = run["_rankings"]["partner/inpainted"][q]["top"][:3]
-            rankings[name] = [
+        rankings = {
+            name: [
                 {
                     "text": t["caption"],
                     "spans": [(s, e) for s, e, c in vocab.mentions(t["caption"]) if c in removed],
                 }
-                for t in top
+                for t in run["_rankings"]["partner/inpainted"][q]["top"][:3]
             ]
+            for name, run in models
+        }
         visuals.retrieval_examples.append(
             {
-                "image": np.asarray(inpainted[q]["image"].convert("RGB")),
+                "image": np.asarray(row["image"].convert("RGB")),
                 "removed": sorted(removed),
                 "present": biased_rank[q]["present_classes"],
                 "rankings": rankings,
+                "query": q,
             }
         )

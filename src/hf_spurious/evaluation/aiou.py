@@ -150,7 +150,7 @@ def aiou_over_dataset(
     Each image gets a map for every class; its AIoU compares the true class's map with the best other
     class's map on the object mask (aligned to the network input like the image).
 
-    Returns ``{"aiou", "per_image_aiou", "predictions", "group_aiou", "min_group_aiou",
+    Returns ``{"layer", "aiou", "per_image_aiou", "predictions", "group_aiou", "min_group_aiou",
     "worst_accuracy_group", "worst_group_aiou"}``: ``worst_group_aiou`` is the mean AIoU within the
     group of lowest zero-shot accuracy (the spec's reading); ``min_group_aiou`` the lowest group mean.
     """
@@ -178,6 +178,7 @@ def aiou_over_dataset(
                 adapter, pv, maps, y, class_names, overlay_dir, start, max_overlays - saved
             )
     out: dict[str, Any] = {
+        "layer": cam.layer_name,
         "aiou": float(per_image.mean()),
         "per_image_aiou": per_image.tolist(),
         "predictions": preds.tolist(),

@@ -14,7 +14,13 @@ from hf_spurious.metrics import group_accuracies
 
 from .aiou import aiou_for_records
 from .embedding_cache import embed_queries
-from .gradcam import class_text_embeddings, logit_scale_value
+from .gradcam import (
+    GRADCAM_LAYERS,
+    class_text_embeddings,
+    gradcam_layer_name,
+    is_cnn_tower,
+    logit_scale_value,
+)
 
 if TYPE_CHECKING:
     from hf_spurious.models.adapters import VisionLanguageAdapter
@@ -47,8 +53,9 @@ def classify_images(
         model_fingerprint = adapter.fingerprint  # before tokenising (see embedding_cache.embed_gallery)
     text = class_text_embeddings(adapter, class_names, templates).numpy()
     emb = embed_queries(
-        adapter, images, cache_dir, ids=ids, batch_size=batch_size, model_fingerprint=model_fingerprint
-    )
+        adapter, images, cache_dir, ids=ids, batch_size=batch_size, model_fingerprint=model_fingerprint,
+        desc="embed images to classify",
+    )  # fmt: skip
     emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     logits = logit_scale_value(adapter) * (emb @ text.T)
     return logits.argmax(axis=1), logits
@@ -78,11 +85,16 @@ def evaluate_classification(
     max_overlays: int = 8,
     target_layer: torch.nn.Module | str | None = None,
     model_fingerprint: str | None = None,
+    compare_layers: Sequence[str] | str = (),
 ) -> dict[str, Any]:
     """Evaluate a classifier on ``ClassificationRecord``s; returns a JSON-ready dict.
 
     ``metrics``: ``"group"`` (group accuracies in percent; adjusted average weighted by ``train_counts``)
     and/or ``"aiou"`` (GradCAM AIoU per image, per group, and in the worst-accuracy group; needs masks).
+    ``target_layer``: the GradCAM layer (a name of :data:`~hf_spurious.evaluation.gradcam.GRADCAM_LAYERS`,
+    a module path, or None for the default); ``results["aiou"]["layer"]`` names it. ``compare_layers``:
+    more layers whose AIoU summary goes to ``results["aiou"]["by_layer"]`` (with the main one); ``"auto"``
+    = the other named ViT layers (none for a CNN tower).
     """
     unknown = set(metrics) - {"group", "aiou"}
     if unknown:
@@ -121,6 +133,8 @@ def evaluate_classification(
         out["aiou"] = _aiou_results(
             adapter, records, class_names, templates, group_names, batch_size=batch_size, **aiou_options
         )
+        _compare_layers(out["aiou"], compare_layers, adapter, records, class_names, templates, group_names,
+                        batch_size=batch_size, target_layer=target_layer)  # fmt: skip
     out["predictions"] = preds.tolist()
     return out
 
@@ -139,3 +153,37 @@ def _aiou_results(
         res["group_aiou"] = {group_names[g]: v for g, v in res["group_aiou"].items()}
         res["worst_accuracy_group"] = group_names[res["worst_accuracy_group"]]
     return res
+
+
+_SUMMARY_KEYS = ("aiou", "worst_group_aiou", "min_group_aiou", "group_aiou", "worst_accuracy_group")
+
+
+def _compare_layers(
+    main: dict[str, Any],
+    compare: Sequence[str] | str,
+    adapter: VisionLanguageAdapter,
+    records: Sequence[ClassificationRecord],
+    class_names: Sequence[str],
+    templates: Sequence[str] | None,
+    group_names: Sequence[str] | None,
+    *,
+    batch_size: int,
+    target_layer: torch.nn.Module | str | None,
+) -> None:
+    """Name the main layer in ``main`` and add ``main["by_layer"]``: the AIoU summary of each layer."""
+    model = getattr(adapter, "base_model", None) or adapter.model
+    name = main.get("layer") or gradcam_layer_name(model, target_layer)
+    main["layer"] = name
+    if compare == "auto":
+        compare = [] if is_cnn_tower(model) else [n for n in GRADCAM_LAYERS if n != name]
+    elif isinstance(compare, str):
+        compare = [compare]
+    by_layer = {name: {k: main[k] for k in _SUMMARY_KEYS if k in main}}
+    for other in compare:
+        if other in by_layer:
+            continue
+        res = _aiou_results(
+            adapter, records, class_names, templates, group_names, batch_size=batch_size, target_layer=other
+        )
+        by_layer[other] = {k: res[k] for k in _SUMMARY_KEYS if k in res}
+    main["by_layer"] = by_layer

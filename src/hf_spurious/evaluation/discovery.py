@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from hf_spurious.images import load_rgb
 from hf_spurious.metrics import rank_spurious_attributes
+from hf_spurious.text.templates import check_template
 
 __all__ = [
     "DEFAULT_QUERY_TEMPLATE",
@@ -60,8 +61,7 @@ def detect_attributes(
     """
     if not words:
         raise ValueError("no attribute words to detect")
-    if "{}" not in template:
-        raise ValueError(f"query template {template!r} needs a '{{}}' slot for the word")
+    check_template(template, "query template")
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     queries = [template.format(w) for w in words]

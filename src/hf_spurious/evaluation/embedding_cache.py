@@ -122,8 +122,10 @@ def embed_gallery(
     *,
     batch_size: int = 256,
     model_fingerprint: str | None = None,
+    desc: str = "embed gallery captions",
 ) -> np.ndarray:
-    """Embed caption texts with ``adapter.embed_texts`` (L2-normalised, float32 (G, d)), cached on disk.
+    """Embed caption texts with ``adapter.embed_texts`` (L2-normalised, float32 (G, d)), cached on disk
+    (``desc``: the progress bar's label).
 
     The cache key uses ``model_fingerprint`` when given, else ``adapter.fingerprint``; runners take the
     fingerprint once, before any tokenisation (a tokenizer's padding state can leak into it).
@@ -135,7 +137,7 @@ def embed_gallery(
 
     def compute() -> np.ndarray:
         return _embed_in_batches(
-            lambda b, bs: adapter.embed_texts(b, batch_size=bs), captions, batch_size, "embed gallery"
+            lambda b, bs: adapter.embed_texts(b, batch_size=bs), captions, batch_size, desc
         )
 
     if cache_dir is None:
@@ -155,8 +157,10 @@ def embed_queries(
     ids: Sequence[str] | None = None,
     batch_size: int = 64,
     model_fingerprint: str | None = None,
+    desc: str = "embed query images",
 ) -> np.ndarray:
-    """Embed images (paths, PIL images, HxWx3 arrays, image cells) with ``adapter.embed_images``, cached."""
+    """Embed images (paths, PIL images, HxWx3 arrays, image cells) with ``adapter.embed_images``, cached
+    (``desc``: the progress bar's label)."""
     if not isinstance(images, Sequence):
         images = list(images)
     if ids is not None and len(ids) != len(images):
@@ -167,7 +171,7 @@ def embed_queries(
             lambda b, bs: adapter.embed_images([load_rgb(x) for x in b], batch_size=bs),
             images,
             batch_size,
-            "embed queries",
+            desc,
         )
 
     if cache_dir is None:

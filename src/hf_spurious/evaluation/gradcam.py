@@ -7,6 +7,20 @@ grid at the **input** of the last encoder layer's first LayerNorm
 (``vision_model.encoder.layers[-1].layer_norm1``, the same path in CLIP and BLIP): the residual stream
 entering the last block, where the CLS token still attends to every patch.
 
+**Named layers** (``target_layer=`` a name, ``--target-layer`` in the CLI; :data:`GRADCAM_LAYERS`):
+
+* ``"block_input"`` (**default**): the input of that LayerNorm, i.e. the raw residual stream;
+* ``"ln_output"``: its output (the normalised tokens the attention reads), the convention of
+  pytorch-grad-cam's CLIP example (``target_layers=[model.vision_model.encoder.layers[-1].layer_norm1]``
+  with a forward hook).
+
+The LayerNorm removes each token's mean and scale: on real CLIP a few huge residual-stream channels
+dominate ``sum_k w_k A_k`` at the block input and are normalised away at its output, so AIoU can differ.
+The default stays ``"block_input"`` (earlier results keep their meaning); the classification runner
+reports both (``results["aiou"]["by_layer"]``). SigLIP (no CLS token) defaults to its adapter's
+``gradcam_layer``, the attention-pool head's input; SigLIP 2 runs on the image resized (no crop) to the
+square grid of ``max_num_patches`` patches (``adapter.gradcam_image_processor``), masks resized alike.
+
 **Map.** For class c the score is ``scale * cos(image embedding, class text embedding)`` (templates
 averaged, renormalised); GradCAM weights are the spatial mean of the gradients of that score w.r.t. the
 grid activations; ``map = ReLU(sum_k w_k A_k)``; per image shift by the minimum and divide by
@@ -32,18 +46,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from hf_spurious.images import load_rgb
 from hf_spurious.losses import class_prototypes
 from hf_spurious.text import TEMPLATES
+from hf_spurious.text.templates import check_template
 
 if TYPE_CHECKING:
     from hf_spurious.models.adapters import VisionLanguageAdapter
 
 __all__ = [
+    "DEFAULT_GRADCAM_LAYER",
+    "GRADCAM_LAYERS",
     "ClassSimilarityTarget",
     "ViTGradCAM",
     "align_masks",
     "class_text_embeddings",
     "default_target_layer",
+    "gradcam_layer_name",
     "grid_cams",
     "is_cnn_tower",
     "load_mask",
@@ -55,6 +74,13 @@ __all__ = [
 ]
 
 Target = Callable[[torch.Tensor], torch.Tensor]
+
+#: Named GradCAM layers of a ViT vision tower (CLIP, BLIP): name -> (module path from the model, hook).
+GRADCAM_LAYERS: dict[str, tuple[str, Literal["input", "output"]]] = {
+    "block_input": ("vision_model.encoder.layers.-1.layer_norm1", "input"),
+    "ln_output": ("vision_model.encoder.layers.-1.layer_norm1", "output"),
+}
+DEFAULT_GRADCAM_LAYER = "block_input"
 
 
 # --------------------------------------------------------------------------------------------- targets
@@ -90,9 +116,8 @@ def class_text_embeddings(
     templates = list(TEMPLATES if templates is None else templates)
     if not templates or not class_names:
         raise ValueError("class prompts need at least one class name and one template")
-    for t in templates:
-        if "{}" not in t:
-            raise ValueError(f"template {t!r} has no '{{}}' slot for the class name")
+    for i, t in enumerate(templates):
+        check_template(t, f"template {i}")
     texts = [t.format(c) for c in class_names for t in templates]
     emb = np.asarray(adapter.embed_texts(texts, batch_size=batch_size), dtype=np.float32)
     if not np.isfinite(emb).all():
@@ -106,8 +131,7 @@ def logit_scale_value(adapter: VisionLanguageAdapter, default: float = 100.0) ->
     scale = getattr(adapter, "logit_scale", None)
     if scale is None:
         return default
-    value = float(scale.detach().exp()) if torch.is_tensor(scale) else float(np.exp(scale))
-    return value
+    return float(scale.detach().exp()) if torch.is_tensor(scale) else float(np.exp(scale))
 
 
 # --------------------------------------------------------------------------------------------- maps
@@ -132,22 +156,26 @@ def normalize_maps(cams: torch.Tensor, size: tuple[int, int] | None = None) -> t
     return maps.reshape(*shape[:-2], *maps.shape[-2:])
 
 
-def grid_cams(activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """GradCAM on ViT tokens: (B, 1 + h*w, D) activations and gradients -> (B, h, w) ReLU maps.
+def grid_cams(
+    activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int], cls_tokens: int = 1
+) -> torch.Tensor:
+    """GradCAM on ViT tokens: (B, cls_tokens + h*w, D) activations and gradients -> (B, h, w) ReLU maps.
 
-    The first token (CLS) is dropped; weights are the mean gradient over the h*w patch tokens.
+    The leading ``cls_tokens`` tokens (CLIP, BLIP: the CLS token; SigLIP: none) are dropped; weights are
+    the mean gradient over the h*w patch tokens.
     """
     h, w = grid
     if activations.shape != gradients.shape:
         raise ValueError(
             f"activations {tuple(activations.shape)} and gradients {tuple(gradients.shape)} differ"
         )
-    if activations.shape[1] != 1 + h * w:
+    if activations.shape[1] != cls_tokens + h * w:
+        lead = f"{cls_tokens} leading token(s) + " if cls_tokens else ""
         raise ValueError(
-            f"{activations.shape[1]} tokens do not form CLS + a {h}x{w} patch grid; "
+            f"{activations.shape[1]} tokens do not form {lead}a {h}x{w} patch grid; "
             "is the target layer inside the vision transformer?"
         )
-    acts, grads = activations[:, 1:].float(), gradients[:, 1:].float()
+    acts, grads = activations[:, cls_tokens:].float(), gradients[:, cls_tokens:].float()
     weights = grads.mean(dim=1)  # (B, D)
     cam = torch.relu(torch.einsum("bnd,bd->bn", acts, weights))
     return cam.reshape(-1, h, w)
@@ -185,6 +213,16 @@ def default_target_layer(model: torch.nn.Module) -> torch.nn.Module:
         ) from err
 
 
+def gradcam_layer_name(model: torch.nn.Module, layer: torch.nn.Module | str | None) -> str:
+    """A label for a GradCAM layer choice: the name given, the CNN default ``"layer4"`` or
+    :data:`DEFAULT_GRADCAM_LAYER` for None, ``"custom"`` for a module object."""
+    if isinstance(layer, str):
+        return layer
+    if layer is None:
+        return "layer4" if is_cnn_tower(model) else DEFAULT_GRADCAM_LAYER
+    return "custom"
+
+
 def _resolve_layer(model: torch.nn.Module, layer: torch.nn.Module | str | None) -> torch.nn.Module:
     if layer is None:
         return default_target_layer(model)
@@ -207,10 +245,11 @@ class ViTGradCAM:
     Args:
         adapter: exposes ``.model`` (with ``vision_model``), ``.processor`` and a differentiable
             ``.encode_images(pixel_values)``.
-        target_layer: a module, a dotted path from ``adapter.model`` (``"vision_model.encoder.layers.-1"``),
-            or None for the default (last layer's ``layer_norm1``).
-        hook: take the module's ``"input"`` or ``"output"``; None (default) = ``"input"`` for a ViT,
-            ``"output"`` for a CNN tower (the default layer is then ``vision_model.layer4``).
+        target_layer: a name of :data:`GRADCAM_LAYERS` (``"block_input"``, ``"ln_output"``; ViTs only),
+            a module, a dotted path from ``adapter.model`` (``"vision_model.encoder.layers.-1"``), or None
+            for the default (``"block_input"``: the input of the last layer's ``layer_norm1``).
+        hook: take the module's ``"input"`` or ``"output"``; None (default) = the named layer's hook,
+            else ``"input"`` for a ViT, ``"output"`` for a CNN tower (default layer ``vision_model.layer4``).
     """
 
     def __init__(
@@ -222,6 +261,18 @@ class ViTGradCAM:
         self.adapter = adapter
         self.model = getattr(adapter, "base_model", None) or adapter.model
         self.cnn = is_cnn_tower(self.model)
+        self.cls_tokens = int(getattr(adapter, "cls_tokens", 1))
+        if target_layer is None and isinstance(getattr(adapter, "gradcam_layer", None), str):
+            target_layer = adapter.gradcam_layer  # e.g. SigLIP: the input of the attention-pool head
+        self.layer_name = gradcam_layer_name(self.model, target_layer)
+        if isinstance(target_layer, str) and target_layer in GRADCAM_LAYERS:
+            if self.cnn:
+                raise ValueError(
+                    f"GradCAM layer {target_layer!r} names a ViT layer; this model's vision tower is a "
+                    "CNN: leave the layer unset (vision_model.layer4) or pass a module path"
+                )
+            target_layer, named_hook = GRADCAM_LAYERS[target_layer]
+            hook = hook or named_hook
         hook = hook or ("output" if self.cnn else "input")
         if hook not in ("input", "output"):
             raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
@@ -276,7 +327,10 @@ class ViTGradCAM:
     ) -> torch.Tensor:
         """(B, len(targets), H, W) maps in [0, 1]; H, W = ``size`` or the network input size."""
         if pixel_values.ndim != 4:
-            raise ValueError(f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must be (B, 3, H, W), got {tuple(pixel_values.shape)} (SigLIP 2: use "
+                "pixel_values_for(adapter, images), which resizes to the square patch grid)"
+            )
         if not targets:
             raise ValueError("GradCAM needs at least one target (one class score callable)")
         acts, grads = self.activations_and_gradients(pixel_values, targets)
@@ -285,7 +339,7 @@ class ViTGradCAM:
         else:
             patch = self.patch_size or 1
             grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
-            cams = torch.stack([grid_cams(acts, g, grid) for g in grads], dim=1)
+            cams = torch.stack([grid_cams(acts, g, grid, self.cls_tokens) for g in grads], dim=1)
         return normalize_maps(cams, size or tuple(pixel_values.shape[-2:]))
 
 
@@ -293,8 +347,9 @@ class ViTGradCAM:
 
 
 def _image_processor(adapter: VisionLanguageAdapter) -> Any:
+    square = getattr(adapter, "gradcam_image_processor", None)  # SigLIP 2 NaFlex: image-shaped pixels
     proc = adapter.processor
-    return getattr(proc, "image_processor", proc)
+    return square if square is not None else getattr(proc, "image_processor", proc)
 
 
 def pixel_values_for(adapter: VisionLanguageAdapter, images: Sequence[Any]) -> torch.Tensor:
@@ -308,19 +363,15 @@ def pixel_values_for(adapter: VisionLanguageAdapter, images: Sequence[Any]) -> t
 
 def load_mask(path: str | os.PathLike, *, binarize: bool = True) -> np.ndarray:
     """A mask image as float32 (H, W) in [0, 1]; grey levels binarised at 0.5 unless ``binarize=False``."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    arr = np.asarray(load_rgb(path, where="mask").convert("L"), dtype=np.float32) / 255.0
     return (arr >= 0.5).astype(np.float32) if binarize else arr
 
 
 def align_masks(
     adapter: VisionLanguageAdapter, masks: Sequence[np.ndarray], *, binarize: bool = True
 ) -> torch.Tensor:
-    """Send (H, W) masks in [0, 1] through the image's own resize / crop, giving (B, H', W') in [0, 1].
-
-    Each mask goes through the adapter's image processor as a grey RGB image, and the normalisation is
-    undone, so the geometry matches the pixel values exactly.
-    """
+    """Send (H, W) masks in [0, 1] through the image's own resize / crop (the adapter's image processor, on
+    a grey RGB image, normalisation undone), giving (B, H', W') in [0, 1] aligned with the pixel values."""
     ip = _image_processor(adapter)
     rgb = []
     for i, m in enumerate(masks):
@@ -331,16 +382,9 @@ def align_masks(
             raise ValueError(f"mask {i} has values outside [0, 1]")
         rgb.append(np.repeat((m * 255).round().astype(np.uint8)[..., None], 3, axis=2))
     pv = pixel_values_for(adapter, rgb)[:, 0].cpu()
-    mean = (
-        float(np.atleast_1d(getattr(ip, "image_mean", [0.0]))[0])
-        if getattr(ip, "do_normalize", False)
-        else 0.0
-    )
-    std = (
-        float(np.atleast_1d(getattr(ip, "image_std", [1.0]))[0])
-        if getattr(ip, "do_normalize", False)
-        else 1.0
-    )
+    norm = getattr(ip, "do_normalize", False)
+    mean = float(np.atleast_1d(getattr(ip, "image_mean", [0.0]))[0]) if norm else 0.0
+    std = float(np.atleast_1d(getattr(ip, "image_std", [1.0]))[0]) if norm else 1.0
     out = (pv * std + mean).clamp(0.0, 1.0)
     return (out >= 0.5).float() if binarize else out
 
@@ -350,9 +394,6 @@ def unnormalize(adapter: VisionLanguageAdapter, pixel_values: torch.Tensor) -> n
     ip = _image_processor(adapter)
     mean = torch.tensor(getattr(ip, "image_mean", [0.0, 0.0, 0.0])).view(1, 3, 1, 1)
     std = torch.tensor(getattr(ip, "image_std", [1.0, 1.0, 1.0])).view(1, 3, 1, 1)
-    x = (
-        pixel_values.detach().cpu() * std + mean
-        if getattr(ip, "do_normalize", False)
-        else pixel_values.detach().cpu()
-    )
+    x = pixel_values.detach().cpu()
+    x = x * std + mean if getattr(ip, "do_normalize", False) else x
     return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()

@@ -54,7 +54,7 @@ def figure_png(fig: Any) -> bytes:
     """PNG bytes of a matplotlib figure (110 dpi, tight bounding box); the figure is closed."""
     plt = pyplot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return buf.getvalue()
 
@@ -116,11 +116,14 @@ def bar_chart(
                 )
     ax.set_xticks(x, groups, fontsize=8)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=18 if len(names) > 1 else 6)  # room for the legend above the bars
     if ylim:
         ax.set_ylim(*ylim)
     if len(names) > 1:
-        ax.legend(fontsize=7, frameon=False, ncol=min(len(names), 4))
+        # above the axes, outside the bars (inside, bars near the top hid it and the edge clipped it)
+        ax.legend(
+            fontsize=7, frameon=False, ncol=min(len(names), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0)
+        )
     ax.spines[["top", "right"]].set_visible(False)
     return figure_png(fig)
 

@@ -18,7 +18,7 @@ import torch
 from hf_spurious.metrics import odmap_at_k, recall_both_directions, removed_mention_rate_at_k
 
 from .embedding_cache import embed_gallery, embed_queries
-from .rerank import rerank_with_itm
+from .rerank import RerankScore, rerank_with_itm
 from .retrieval_sets import Gallery, LazyImages, RecallSet, RetrievalQueries
 from .topk import ArrayLike, topk_similarities
 
@@ -66,21 +66,25 @@ def bidirectional_recall(
     device: str | torch.device | None = None,
     progress: bool = False,
     rerank: Rerank | None = None,
+    rerank_depth: int = 0,
     precision: str = "auto",
 ) -> dict[str, float]:
     """Recall@K (percent) image → text and text → image plus ``rsum``, from embeddings.
 
     Both directions rank by exact chunked top-k (ties: lower index first; ``precision`` as in
     :func:`~hf_spurious.evaluation.topk.topk_similarities`, same results); ``rerank(ranked, query)``
-    (e.g. BLIP's ITM head) may re-order each direction's candidates (``query`` "image", then "text").
+    (e.g. BLIP's ITM head) may re-order each direction's candidates (``query`` "image", then "text");
+    it receives the first ``max(max(k), rerank_depth)`` candidates of each query (fewer when the gallery
+    is smaller), so a re-ranker of depth N can lift a caption from rank N into the top k.
     Scored by :func:`hf_spurious.metrics.recall_both_directions`.
     """
     kmax = max(k)
     opts: dict[str, Any] = {
         "chunk_size": chunk_size, "device": device, "progress": progress, "precision": precision,
     }  # fmt: skip
-    _, i2t = topk_similarities(image_embeds, text_embeds, kmax, **opts)
-    _, t2i = topk_similarities(text_embeds, image_embeds, kmax, **opts)
+    depth = max(kmax, int(rerank_depth or 0)) if rerank is not None else kmax
+    _, i2t = topk_similarities(image_embeds, text_embeds, depth, **opts)  # capped at the gallery size
+    _, t2i = topk_similarities(text_embeds, image_embeds, depth, **opts)
     if rerank is not None:
         i2t = rerank(i2t, "image")
         t2i = rerank(t2i, "text")
@@ -102,17 +106,31 @@ def evaluate_recall(
     batch_size: int = 64,
     model_fingerprint: str | None = None,
     precision: str = "auto",
+    rerank_score: RerankScore = "itm",
 ) -> dict[str, float]:
     """Recall@K image → text and text → image (percent) plus ``rsum``, via the chunked engine
-    (``precision``: ``"exact-fp32"``, ``"exact-bf16"`` or ``"auto"``; the results do not depend on it)."""
+    (``precision``: ``"exact-fp32"``, ``"exact-bf16"`` or ``"auto"``; the results do not depend on it).
+
+    With ``rerank_top_n`` (BLIP) each query's first ``max(max(k), rerank_top_n)`` candidates are fetched
+    and the first ``rerank_top_n`` re-ranked by the ITM head, scored by ``rerank_score`` (``"itm"``: match
+    probability; ``"itm+itc"``: probability + cosine similarity, as BLIP's evaluation)."""
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
-    img = embed_queries(adapter, recall_set.images, ids=recall_set.image_ids, batch_size=batch_size, **opts)
-    txt = embed_gallery(adapter, list(recall_set.captions), batch_size=batch_size, **opts)
+    img = embed_queries(
+        adapter, recall_set.images, ids=recall_set.image_ids, batch_size=batch_size,
+        desc="embed Recall@K test images", **opts,
+    )  # fmt: skip
+    txt = embed_gallery(
+        adapter, list(recall_set.captions), batch_size=batch_size, desc="embed Recall@K test captions", **opts
+    )
 
     def itm(ranked: np.ndarray, query: str) -> np.ndarray:
+        itc = None
+        if rerank_score == "itm+itc":
+            itc = _pair_scores(img, txt, ranked) if query == "image" else _pair_scores(txt, img, ranked)
         return rerank_with_itm(
-            adapter, recall_set.images, recall_set.captions, ranked, rerank_top_n or 0, query=query
-        )
+            adapter, recall_set.images, recall_set.captions, ranked, rerank_top_n or 0, query=query,
+            score=rerank_score, itc_scores=itc,
+        )  # fmt: skip
 
     return bidirectional_recall(
         img,
@@ -123,6 +141,7 @@ def evaluate_recall(
         device=device,
         progress=True,
         rerank=itm if rerank_top_n else None,
+        rerank_depth=rerank_top_n or 0,
         precision=precision,
     )
 
@@ -139,6 +158,7 @@ def _rank_queries(
     device: str | None,
     batch_size: int,
     precision: str = "auto",
+    rerank_score: RerankScore = "itm",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's first ``depth`` gallery captions and their scores, (Q, depth) each."""
     q_emb = embed_queries(adapter, queries.images, ids=queries.ids, batch_size=batch_size, **opts)
@@ -148,7 +168,10 @@ def _rank_queries(
         precision=precision,
     )  # fmt: skip
     if rerank_top_n:
-        ranked = rerank_with_itm(adapter, queries.images, gallery.captions, ranked, rerank_top_n)
+        ranked = rerank_with_itm(
+            adapter, queries.images, gallery.captions, ranked, rerank_top_n, score=rerank_score,
+            itc_scores=scores if rerank_score == "itm+itc" else None,
+        )  # fmt: skip
         scores = _pair_scores(q_emb, g_emb, ranked)
     return ranked, scores
 
@@ -179,13 +202,16 @@ def evaluate_retrieval(
     top_captions: int = 5,
     model_fingerprint: str | None = None,
     precision: str = "auto",
+    rerank_score: RerankScore = "itm",
 ) -> dict[str, Any]:
     """Run the retrieval evaluation; returns a JSON-ready dict.
 
     Keys: ``"odmap"`` ({"odmap@k": percent}), ``"removed_mention_rate"``, ``"recall"`` (when
     ``recall_pairs`` is given), ``"num_queries"``, ``"gallery_size"``, ``"settings"`` and
     ``"per_query"`` (each query's top captions with score, relevance and whether it names a removed class).
-    With ``rerank_top_n`` (BLIP), the first candidates are re-ranked by the ITM head. ``precision``
+    With ``rerank_top_n`` (BLIP), the first candidates are re-ranked by the ITM head, scored by
+    ``rerank_score`` (``"itm"`` or ``"itm+itc"``, see :data:`~hf_spurious.evaluation.rerank.RERANK_SCORES`);
+    Recall@K re-ranks the same depth. ``precision``
     (``"exact-fp32"``, ``"exact-bf16"``, ``"auto"``) picks the top-k engine's arithmetic; the rankings and
     scores are the same for all three.
     """
@@ -193,7 +219,7 @@ def evaluate_retrieval(
     opts = _cache_options(adapter, cache_dir, model_fingerprint)
     run = {
         "rerank_top_n": rerank_top_n, "chunk_size": chunk_size, "device": device, "batch_size": batch_size,
-        "precision": precision,
+        "precision": precision, "rerank_score": rerank_score,
     }  # fmt: skip
     depth = max(max(ks), rerank_top_n or 0, top_captions)
     ranked, scores = _rank_queries(adapter, queries, gallery, depth, opts, **run)
@@ -210,6 +236,7 @@ def evaluate_retrieval(
             "present_rule": present_rule,
             "normalizer": normalizer,
             "rerank_top_n": rerank_top_n,
+            "rerank_score": rerank_score if rerank_top_n else None,
             "precision": precision,
             "fingerprint": opts.get("model_fingerprint"),
         },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,11 +105,98 @@ def check_labels(arr: Any, name: str) -> np.ndarray:
     if out.size and not (np.issubdtype(out.dtype, np.integer) or np.issubdtype(out.dtype, np.bool_)):
         if not np.issubdtype(out.dtype, np.floating):
             raise ValueError(f"`{name}` must hold integer ids; got dtype {out.dtype}.")
-        if np.isnan(out).any():
-            raise ValueError(f"`{name}` contains NaN; it must hold integer ids.")
-        if not np.all(np.equal(np.mod(out, 1), 0)):
-            raise ValueError(f"`{name}` must hold integer ids; got fractional values.")
+        _fast_numeric(out, "int64", 0, name)  # the evaluate modules' check: same message
     out = out.astype(np.int64)
     if out.size and out.min() < 0:
         raise ValueError(f"`{name}` must hold non-negative ids; got {int(out.min())}.")
     return out
+
+
+# ------------------------------------------------------------------------ raw inputs of the evaluate modules
+
+_INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
+_FLOAT_DTYPES = frozenset({"float16", "float32", "float64"})
+_INT_HINT = "pass whole-number class / group ids (e.g. the argmax of the scores), not scores or probabilities"
+
+
+def _leaf(spec: Any) -> tuple[Any, int]:
+    """(leaf dtype of a nested list spec, list depth): ``[["float32"]]`` -> ("float32", 2)."""
+    depth = 0
+    while isinstance(spec, list):
+        spec, depth = spec[0], depth + 1
+    return spec, depth
+
+
+def _check_number(value: Any, dtype: str, name: str) -> None:
+    if not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        want = "an integer id" if dtype in _INT_DTYPES else "a number"
+        raise ValueError(f"`{name}` must be {want}; got {value!r} ({type(value).__name__}).")
+    if dtype in _INT_DTYPES and isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        shown = "NaN" if value != value else repr(value)
+        raise ValueError(f"`{name}` is {shown}, not an integer id; {_INT_HINT}.")
+
+
+def _fast_numeric(values: Any, dtype: str, depth: int, name: str) -> bool:
+    """Check a rectangular numeric column with numpy; False when it is ragged (check item by item)."""
+    try:
+        arr = np.asarray(values)
+    except ValueError:
+        return False
+    if arr.dtype == object or arr.ndim != depth + 1:
+        return False
+    if arr.dtype.kind not in "biuf":
+        return False  # strings, None, ...: the item-by-item check names the first bad one
+    if arr.dtype.kind == "f" and dtype in _INT_DTYPES:
+        bad = ~np.isfinite(arr) | (np.mod(np.where(np.isfinite(arr), arr, 0), 1) != 0)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = "".join(f"[{i}]" for i in at)
+            value = arr[at].item()
+            shown = "NaN" if value != value else repr(value)
+            raise ValueError(f"`{name}{index}` is {shown}, not an integer id; {_INT_HINT}.")
+    return True
+
+
+def check_feature(value: Any, spec: Any, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` (and the index) when ``value`` does not fit a compact feature spec.
+
+    Specs are those of :func:`hf_spurious.metrics.evaluate_support.feature`: an int dtype string needs a whole
+    number (a float with a fraction is refused, never truncated), a float dtype a number, ``"string"`` a
+    ``str``, a one-item list a sequence of its item, a dict a mapping with exactly those keys (list values
+    inside a dict may be ``None``).
+    """
+    if isinstance(spec, str):
+        if spec == "string":
+            if not isinstance(value, str):
+                raise ValueError(f"`{name}` must be a string; got {value!r} ({type(value).__name__}).")
+        else:
+            _check_number(value, spec, name)
+        return
+    if isinstance(spec, list):
+        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
+            raise ValueError(f"`{name}` must be a list; got {type(value).__name__} {value!r:.60}.")
+        leaf, depth = _leaf(spec)
+        if leaf != "string" and not isinstance(leaf, Mapping) and _fast_numeric(value, leaf, depth - 1, name):
+            return
+        for i, item in enumerate(value):
+            check_feature(item, spec[0], f"{name}[{i}]")
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`{name}` must be a dict with keys {sorted(spec)}; got {type(value).__name__} {value!r:.60}."
+        )
+    missing, unknown = sorted(set(spec) - set(value)), sorted(set(value) - set(spec))
+    if missing or unknown:
+        extra = f"; unknown keys {unknown}" if unknown else ""
+        raise ValueError(f"`{name}` lacks keys {missing}{extra}: each item needs exactly {sorted(spec)}.")
+    for key, inner in spec.items():
+        if not (value[key] is None and isinstance(inner, list)):
+            check_feature(value[key], inner, f"{name}[{key!r}]")
+
+
+def check_inputs(columns: Mapping[str, Any], features: Mapping[str, Any]) -> None:
+    """Check every given input column (a batch: one value per example) against its feature spec."""
+    for column, values in columns.items():
+        if values is None or column not in features:
+            continue
+        check_feature(values, [features[column]], column)

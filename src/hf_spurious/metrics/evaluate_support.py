@@ -8,6 +8,15 @@ Features are spelled compactly: a dtype string is a ``datasets.Value``, a one-it
     metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
                 {"predictions": ["string"], "references": {"removed_classes": ["string"]}})
 
+Inputs are checked before ``evaluate`` casts them (the cast would truncate a float 0.9 to class 0 and
+turn a missing dict key into a bare ``KeyError``): a module lists :class:`CheckedInputs` first among its
+bases and sets ``input_features`` to the same compact specs, so ``compute``, ``add_batch`` and ``add``
+raise a ``ValueError`` naming the field and the item (:func:`hf_spurious.metrics.checks.check_feature`,
+the check the core metrics use too)::
+
+    class GroupAccuracy(CheckedInputs, evaluate.Metric):
+        input_features = _FEATURES
+
 ``evaluate`` and ``datasets`` are imported only when a module asks for its info.
 """
 
@@ -16,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CITATIONS", "feature", "metric_info"]
+from hf_spurious.metrics.checks import check_feature, check_inputs
+
+__all__ = ["CITATIONS", "CheckedInputs", "feature", "metric_info"]
 
 #: BibTeX of the papers the modules implement or follow, by key.
 CITATIONS: dict[str, str] = {
@@ -85,3 +96,23 @@ def metric_info(
         inputs_description=inputs_description,
         features=datasets.Features({name: feature(spec) for name, spec in features.items()}),
     )
+
+
+class CheckedInputs:
+    """Mixin (first base, before ``evaluate.Metric``): checks raw inputs against ``input_features``."""
+
+    input_features: Mapping[str, FeatureSpec] = {}
+
+    def add_batch(self, *, predictions: Any = None, references: Any = None, **kwargs: Any) -> Any:
+        """Check a batch of inputs (one value per example) and add it; a wrong type names the field."""
+        check_inputs({"predictions": predictions, "references": references, **kwargs}, self.input_features)
+        return super().add_batch(predictions=predictions, references=references, **kwargs)  # type: ignore[misc]
+
+    def add(self, *, prediction: Any = None, reference: Any = None, **kwargs: Any) -> Any:
+        """Check one example's inputs and add it; a wrong type names the field."""
+        example = {"predictions": prediction, "references": reference, **kwargs}
+        for column, value in example.items():
+            if value is not None and column in self.input_features:
+                name = {"predictions": "prediction", "references": "reference"}.get(column, column)
+                check_feature(value, self.input_features[column], name)
+        return super().add(prediction=prediction, reference=reference, **kwargs)  # type: ignore[misc]

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hf_spurious.metrics.checks import (
+    check_feature,
     check_finite,
     check_ks,
     check_labels,
@@ -159,6 +160,8 @@ def retrieval_recall(
     ks = check_ks(k)
     rows = [list(r) for r in ranked]
     check_length(relevant, len(rows), "relevant", "ranked")
+    check_feature(rows, [["int64"]], "ranked")
+    check_feature([list(rel) for rel in relevant], [["int64"]], "relevant")
     kmax = max(ks)
     for i, row in enumerate(rows):
         if len(row) < kmax:

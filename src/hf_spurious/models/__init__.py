@@ -1,4 +1,4 @@
-"""Model adapters (CLIP, BLIP retrieval), freezing policies and tiny offline test models.
+"""Model adapters (CLIP, BLIP retrieval, SigLIP / SigLIP 2; the table: :mod:`.registry`), freezing policies and tiny offline test models.
 
 Public names are imported lazily so that ``import hf_spurious.models.tiny`` stays light.
 """
@@ -16,8 +16,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "BlipRetrievalAdapter",
             "UnsupportedModelError",
             "RetrievalLoss",
+            "SiglipAdapter",
+            "Siglip2Adapter",
         ],
         ".freezing": ["DEFAULT_LORA_TARGETS", "apply_freezing", "FreezingSummary", "FREEZING_POLICIES"],
         ".loading": ["load_adapter"],
+        ".registry": ["FAMILIES", "ModelFamily", "supported_summary"],
     },
 )

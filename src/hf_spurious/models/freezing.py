@@ -1,7 +1,9 @@
 """Freezing policies for a :class:`~hf_spurious.models.adapters.VisionLanguageAdapter`.
 
-* ``projection``: only the visual and text projections and the logit scale (BLIP: ``temp``) train;
-* ``full``: every parameter trains;
+* ``projection``: only the visual and text projections and the logit scale (BLIP: ``temp``) train
+  (SigLIP: the text head, ``logit_scale`` and ``logit_bias``; it has no image projection);
+* ``full``: every parameter trains, except parts the model itself declares frozen (a model with a
+  ``keep_frozen()`` method, e.g. VSE++ with ``finetune_backbone=False``, re-freezes them);
 * ``lora``: peft LoRA adapters on ``lora_target_modules`` train, nothing else (the model is wrapped in
   a ``PeftModel`` in place: ``adapter.model`` becomes the wrapper, the adapter's methods keep working).
 """
@@ -11,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hf_spurious.models.adapters import BlipRetrievalAdapter, ClipAdapter, VisionLanguageAdapter
+from hf_spurious.models.adapters import (
+    BlipRetrievalAdapter,
+    ClipAdapter,
+    Siglip2Adapter,
+    SiglipAdapter,
+    VisionLanguageAdapter,
+)
 
 __all__ = ["DEFAULT_LORA_TARGETS", "FREEZING_POLICIES", "FreezingSummary", "apply_freezing"]
 
@@ -22,6 +30,9 @@ DEFAULT_LORA_TARGETS: dict[str, tuple[str, ...]] = {
     ClipAdapter.model_kind: ("q_proj", "v_proj"),
     # query/value of the text encoder's self- and cross-attention, and the vision tower's fused qkv
     BlipRetrievalAdapter.model_kind: ("query", "value", "qkv"),
+    # q/v projections of both towers' attention layers (the pooling head's fused attention is left out)
+    SiglipAdapter.model_kind: ("q_proj", "v_proj"),
+    Siglip2Adapter.model_kind: ("q_proj", "v_proj"),
 }
 
 
@@ -81,6 +92,11 @@ def apply_freezing(
     base = adapter.base_model
     if policy == "full":
         base.requires_grad_(True)
+        keep_frozen = getattr(
+            base, "keep_frozen", None
+        )  # parts a model declares frozen (VSE++'s fixed backbone)
+        if callable(keep_frozen):
+            keep_frozen()
     elif policy == "projection":
         base.requires_grad_(False)
         for p in adapter.projection_parameters().values():

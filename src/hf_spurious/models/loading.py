@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,63 +15,84 @@ from torch import nn
 from hf_spurious.models.adapters import (
     BLIP_TEMP_KEY,
     BlipRetrievalAdapter,
-    ClipAdapter,
-    UnsupportedModelError,
     VisionLanguageAdapter,
 )
 from hf_spurious.models.adapters.base import peft_base
+from hf_spurious.models.registry import FAMILIES, adapter_class_for, family_for_config
 
 __all__ = ["SUPPORTED", "load_adapter"]
 
-_CLIP_SHAPE = ("vision_model", "text_model", "visual_projection", "text_projection", "logit_scale")
-_BLIP_SHAPE = ("vision_model", "text_encoder", "vision_proj", "text_proj", "itm_head")
-SUPPORTED = (
-    "CLIPModel (or a model with attributes " + ", ".join(_CLIP_SHAPE) + ")",
-    "ClipResNetModel (model_type 'clip_resnet': CLIP RN50 / RN101 / RN50x4 ..., see hf-spurious convert-openclip)",
-    "BlipForImageTextRetrieval (or a model with attributes " + ", ".join(_BLIP_SHAPE) + ")",
-)
-"""The model types :func:`load_adapter` accepts, as shown in its errors."""
+SUPPORTED = tuple(f.describe() for f in FAMILIES)
+"""The model types :func:`load_adapter` accepts, as shown in its errors (from :data:`~.registry.FAMILIES`)."""
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 
 def _adapter_class(model: nn.Module) -> type[VisionLanguageAdapter]:
-    from transformers import BlipForImageTextRetrieval, CLIPModel  # lazy: heavy optional dependency
-
-    if isinstance(model, CLIPModel):
-        return ClipAdapter
-    if isinstance(model, BlipForImageTextRetrieval):
-        return BlipRetrievalAdapter
-    if all(hasattr(model, a) for a in _CLIP_SHAPE):
-        return ClipAdapter
-    if all(hasattr(model, a) for a in _BLIP_SHAPE):
-        return BlipRetrievalAdapter
-    raise UnsupportedModelError(
-        f"no vision-language adapter for {type(model).__name__}; supported: " + "; ".join(SUPPORTED)
-    )
+    return adapter_class_for(model)
 
 
 def _model_class_for(config: Any, where: str) -> type:
-    from transformers import BlipForImageTextRetrieval, CLIPModel  # lazy: heavy optional dependency
+    return family_for_config(config, where).load_model_class()
 
-    model_type = getattr(config, "model_type", None)
-    architectures = list(getattr(config, "architectures", None) or [])
-    if model_type == "clip":
-        return CLIPModel
-    if model_type == "clip_resnet":
-        from hf_spurious.models.clip_resnet import ClipResNetModel  # lazy: registers the Auto classes too
 
-        return ClipResNetModel
-    if model_type == "blip":
-        if architectures and "BlipForImageTextRetrieval" not in architectures:
-            raise UnsupportedModelError(
-                f"{where} is a BLIP {architectures[0]} checkpoint; retrieval needs a BlipForImageTextRetrieval "
-                "checkpoint (e.g. Salesforce/blip-itm-base-coco)"
-            )
-        return BlipForImageTextRetrieval
-    raise UnsupportedModelError(
-        f"{where} has model_type {model_type!r} ({', '.join(architectures) or 'no architectures'}); "
-        "supported: " + "; ".join(SUPPORTED)
+def _looks_local(where: str) -> bool:
+    """Whether a string that names no existing folder was meant as a local path rather than a hub id."""
+    if where.startswith(("/", ".", "~")) or "\\" in where or where.endswith("/") or where.count("/") > 1:
+        return True
+    parent = Path(where).parent
+    return str(parent) != "." and parent.is_dir()
+
+
+def _missing_folder_error(where: str) -> FileNotFoundError:
+    path = Path(where).expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    hint = ""
+    if parent.is_dir():
+        names = [p.name for p in parent.iterdir() if p.is_dir()]
+        close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+        if close:
+            hint = " (did you mean " + " or ".join(repr(str(parent / c)) for c in close) + "?)"
+    else:
+        hint = f" (its parent folder {str(parent)!r} does not exist either)"
+    return FileNotFoundError(
+        f"model folder {where!r} does not exist{hint}; check the path, or give a Hugging Face Hub id "
+        "of the form 'org/name'"
     )
+
+
+def _load_config(where: str) -> Any:
+    """``AutoConfig`` for a folder or hub id, with errors that name the path / id and the fix."""
+    from transformers import AutoConfig  # lazy: heavy optional dependency
+
+    folder = Path(where).expanduser()
+    if not folder.exists() and _looks_local(where):
+        raise _missing_folder_error(where)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{where} is a folder but holds no config.json: point at a folder written by save_pretrained "
+            "(a checkpoint folder with config.json) or a LoRA folder with adapter_config.json"
+        )
+    try:
+        return AutoConfig.from_pretrained(str(folder) if folder.is_dir() else where)
+    except OSError as err:
+        if folder.is_dir():
+            raise
+        from huggingface_hub import constants  # lazy: installed with transformers
+
+        offline = (
+            " (HF_HUB_OFFLINE is set, so only the local cache is read)" if constants.HF_HUB_OFFLINE else ""
+        )
+        raise OSError(
+            f"could not load model {where!r} from the Hugging Face Hub or its local cache{offline} "
+            f"({_first_line(err)}). "
+            f"If this machine is offline, download it on a connected one (hf download {where}) and copy the "
+            "cache, or pass a local folder; if it is a local path, check the spelling"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def _checkpoint_tensor(where: str | Path, key: str) -> torch.Tensor | None:
@@ -147,11 +169,13 @@ def _expect_temp_key(cls: type) -> Iterator[None]:
 
 def _load_pretrained(where: str, processor: Any, **kwargs: Any) -> tuple[nn.Module, Any, float | None]:
     """Model (concrete class named by the config), processor and saved BLIP temperature from a hub id / folder."""
-    from transformers import AutoConfig, AutoProcessor  # lazy: heavy optional dependency
+    from transformers import AutoProcessor  # lazy: heavy optional dependency
 
     import hf_spurious.models.clip_resnet  # noqa: F401  lazy: registers model_type "clip_resnet" (heavy)
 
-    config = AutoConfig.from_pretrained(where)
+    config = _load_config(where)
+    local = Path(where).expanduser()
+    where = str(local) if local.is_dir() else where
     cls = _model_class_for(config, where)
     with _expect_temp_key(cls):
         model = cls.from_pretrained(where, **kwargs)
@@ -179,10 +203,12 @@ def load_adapter(
 ) -> VisionLanguageAdapter:
     """Wrap a model instance, or load a hub id / local folder, into the matching adapter.
 
-    A string or path loads with the concrete class named by the config (``CLIPModel`` for
-    ``model_type="clip"``, ``BlipForImageTextRetrieval`` for BLIP) and ``AutoProcessor`` from the same
-    place unless ``processor`` is given. A peft-wrapped model is accepted as is. Anything else raises
-    :class:`UnsupportedModelError` listing the supported types.
+    A string or path loads with the concrete class that :data:`~hf_spurious.models.registry.FAMILIES`
+    names for the config's ``model_type`` (``CLIPModel``, ``BlipForImageTextRetrieval``, ``SiglipModel``,
+    ...) and ``AutoProcessor`` from the same place unless ``processor`` is given. A peft-wrapped model is
+    accepted as is. Anything else raises :class:`UnsupportedModelError` listing the supported families;
+    a local path that does not exist raises ``FileNotFoundError`` naming it (with close matches), and a
+    hub id that cannot be fetched (offline) an ``OSError`` saying how to get it.
     """
     if isinstance(model_or_id_or_dir, (str, Path)) and _is_peft_folder(model_or_id_or_dir):
         return _load_peft_folder(Path(model_or_id_or_dir), processor, device, **from_pretrained_kwargs)

@@ -17,13 +17,18 @@ from hf_spurious.sources.common import (
     MissingFileError,
     OnMissing,
     check_split,
+    entry,
     image_size,
+    int_field,
     karpathy_captions,
     karpathy_images,
+    list_field,
     load_json,
     located,
+    number,
     safe_relative,
     skip_missing,
+    str_field,
 )
 from hf_spurious.vocab import load_vocabulary
 
@@ -77,20 +82,25 @@ def _index_instances(
     images: dict[int, dict] = {}
     categories: dict[int, tuple[str, Path]] = {}
     for path in files:
-        data = load_json(Path(path))
+        path = Path(path)
+        data = load_json(path)
         if not isinstance(data, dict) or "annotations" not in data or "categories" not in data:
             raise RecordError(
                 f"{path}: not a COCO instances file (needs 'images', 'annotations', 'categories')"
             )
-        for cat in data["categories"]:
-            categories[int(cat["id"])] = (str(cat["name"]), Path(path))
-        for im in data.get("images", []):
-            images[int(im["id"])] = im
-        for ann in data["annotations"]:
-            try:
-                anns[int(ann["image_id"])].append((ann, Path(path)))
-            except (KeyError, TypeError, ValueError):
-                raise RecordError(f"{path}: annotation {ann.get('id')!r} has no valid image_id") from None
+        for n, cat in enumerate(list_field(data, "categories", where=str(path))):
+            where = f"{path}: categories[{n}]"
+            cat = entry(cat, where=where, what="a category object")
+            categories[int_field(cat, "id", where=where)] = (str_field(cat, "name", where=where), path)
+        for n, im in enumerate(list_field(data, "images", where=str(path), default=[])):
+            at = f"{path}: images[{n}]"
+            im = entry(im, where=at, what="an image object")
+            size = {k: int_field(im, k, where=at, default=None) for k in ("width", "height")}
+            images[int_field(im, "id", where=at)] = {**im, **size}
+        for n, ann in enumerate(list_field(data, "annotations", where=str(path))):
+            where = f"{path}: annotations[{n}]"
+            ann = entry(ann, where=where, what="an annotation object")
+            anns[int_field(ann, "image_id", where=where)].append((ann, path))
     return anns, images, categories
 
 
@@ -106,7 +116,7 @@ def _coco_objects(
     objects = []
     for ann, path in anns:
         where = f"{path}: annotation {ann.get('id')!r} of image {image_id}"
-        cat_id = ann.get("category_id")
+        cat_id = int_field(ann, "category_id", where=where)
         if cat_id not in categories:
             raise RecordError(
                 f"{where}: unknown category id {cat_id!r}; it is not in the file's 'categories'"
@@ -114,13 +124,26 @@ def _coco_objects(
         name = categories[cat_id][0]
         if known is not None and name not in known:
             raise RecordError(
-                f"{where}: category {name!r} is not a class of the vocabulary; pass vocabulary=None"
+                f"{where}: category {name!r} is not a class of the vocabulary; use a vocabulary that has "
+                "it (--vocabulary), or read without one (vocabulary=None in Python)"
             )
-        seg = ann.get("segmentation")
-        polygons = tuple(tuple(float(v) for v in poly) for poly in seg) if isinstance(seg, list) else None
-        box = fit_box(ann.get("bbox", ()), width, height, where=where, policy=box_policy)
-        objects.append(ObjectBox(box, name, polygons))
+        box = fit_box(list_field(ann, "bbox", where=where), width, height, where=where, policy=box_policy)
+        objects.append(ObjectBox(box, name, _polygons(ann.get("segmentation"), where)))
     return objects
+
+
+def _polygons(seg: Any, where: str) -> tuple[tuple[float, ...], ...] | None:
+    """Polygon segmentation as float tuples; RLE (a dict, crowd regions) or none -> None."""
+    if not isinstance(seg, list):
+        return None
+    out = []
+    for i, poly in enumerate(seg):
+        if not isinstance(poly, list):
+            raise RecordError(
+                f"{where}: segmentation[{i}] must be a list of numbers [x0, y0, x1, y1, ...], got {poly!r:.60}"
+            )
+        out.append(tuple(number(v, where=where, what=f"segmentation[{i}]") for v in poly))
+    return tuple(out)
 
 
 def read_coco(
@@ -204,9 +227,9 @@ def _find_image(root: Path, item: dict[str, Any], index: DirIndex, on_missing: O
     return path
 
 
-def _image_dims(item: dict[str, Any], entry: dict[str, Any], path: Path) -> tuple[int, int]:
+def _image_dims(item: dict[str, Any], image_entry: dict[str, Any], path: Path) -> tuple[int, int]:
     """(width, height) from the instances entry, else the captions entry, else the image header."""
-    width, height = entry.get("width"), entry.get("height")
+    width, height = image_entry.get("width"), image_entry.get("height")  # ints or None: checked when read
     if not width or not height:
         width, height = item.get("width"), item.get("height")
     if not width or not height:
@@ -217,16 +240,19 @@ def _image_dims(item: dict[str, Any], entry: dict[str, Any], path: Path) -> tupl
 def _karpathy_items(path: Path, split: str) -> list[dict[str, Any]]:
     items = []
     for n, im in karpathy_images(path, split):
-        image_id = im.get("cocoid", im.get("imgid"))
-        where = f"{path}: image {image_id!r} ({im.get('filename')!r})"
-        if image_id is None or "filename" not in im:
-            raise RecordError(f"{path}: image #{n} needs 'filename' and 'cocoid'")
+        at = f"{path}: images[{n}]"
+        key = "cocoid" if im.get("cocoid") is not None else "imgid"
+        image_id = int_field(im, key, where=at) if im.get(key) is not None else None
+        filename = str_field(im, "filename", where=at, default=None)
+        if image_id is None or filename is None:
+            raise RecordError(f"{at}: needs 'filename' and 'cocoid'; add them or remove the entry")
+        where = f"{path}: image {image_id!r} ({filename!r})"
         items.append(
             {
-                "image_id": int(image_id),
-                "filepath": im.get("filepath", ""),
-                "filename": im["filename"],
-                "captions": karpathy_captions(im),
+                "image_id": image_id,
+                "filepath": str_field(im, "filepath", where=at, default=""),
+                "filename": filename,
+                "captions": karpathy_captions(im, where=at),
                 "where": where,
             }
         )
@@ -238,7 +264,8 @@ def _coco_caption_items(root: Path, split: str, path: Path | None) -> list[dict[
         found = sorted((root / "annotations").glob(f"captions_{split}*.json"))
         if not found:
             raise MissingFileError(
-                f"{root}: no dataset_coco.json and no annotations/captions_{split}*.json; pass karpathy_json= or captions_json="
+                f"{root}: no dataset_coco.json and no annotations/captions_{split}*.json; put the Karpathy "
+                "split file dataset_coco.json or the COCO captions files in this folder"
             )
         path = found[0]
     data = load_json(path)
@@ -246,26 +273,26 @@ def _coco_caption_items(root: Path, split: str, path: Path | None) -> list[dict[
         raise RecordError(f"{path}: not a COCO captions file (needs 'images' and 'annotations')")
     folder = re.sub(r"^captions_?", "", path.stem)  # captions_train2014 -> train2014
     caps: dict[int, list[str]] = defaultdict(list)
-    for ann in data["annotations"]:
-        try:
-            caps[int(ann["image_id"])].append(str(ann["caption"]).strip())
-        except (KeyError, TypeError, ValueError):
-            raise RecordError(
-                f"{path}: caption annotation {ann.get('id')!r} needs 'image_id' and 'caption'"
-            ) from None
+    for n, ann in enumerate(list_field(data, "annotations", where=str(path))):
+        where = f"{path}: annotations[{n}]"
+        ann = entry(ann, where=where, what="a caption annotation object")
+        caps[int_field(ann, "image_id", where=where)].append(str_field(ann, "caption", where=where).strip())
     items = []
-    for im in data["images"]:
-        image_id = int(im["id"])
-        where = f"{path}: image {image_id} ({im.get('file_name')!r})"
+    for n, im in enumerate(data["images"]):
+        at = f"{path}: images[{n}]"
+        im = entry(im, where=at, what="an image object")
+        image_id = int_field(im, "id", where=at)
+        file_name = str_field(im, "file_name", where=at)
+        where = f"{path}: image {image_id} ({file_name!r})"
         filepath = folder if (root / folder).is_dir() or (root / "images" / folder).is_dir() else ""
         items.append(
             {
                 "image_id": image_id,
                 "filepath": filepath,
-                "filename": im.get("file_name", ""),
+                "filename": file_name,
                 "captions": caps.get(image_id, []),
-                "width": im.get("width"),
-                "height": im.get("height"),
+                "width": int_field(im, "width", where=at, default=None),
+                "height": int_field(im, "height", where=at, default=None),
                 "where": where,
             }
         )

@@ -20,8 +20,11 @@ from hf_spurious.sources.common import (
     karpathy_captions,
     karpathy_images,
     located,
+    number,
+    read_text,
     safe_relative,
     skip_missing,
+    str_field,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,7 +73,9 @@ def _parse_boxes(
 
     def num(node: ET.Element | None, tag: str) -> int | None:
         child = None if node is None else node.find(tag)
-        return None if child is None or child.text is None else int(float(child.text))
+        if child is None or child.text is None or not child.text.strip():
+            return None
+        return int(number(child.text, where=f"{path}", what=f"<{tag}>"))
 
     width, height = num(size, "width"), num(size, "height")
     boxes = []
@@ -113,9 +118,10 @@ def read_flickr30k(
     ent_root, img_root = _roots(root, entities_dir, images_dir)
     index = DirIndex()
     records, missing = [], 0
-    for _, im in karpathy_images(karpathy, split):
-        where = f"{karpathy}: image {im.get('filename')!r}"
-        rel = safe_relative(im.get("filename", ""), where=where)
+    for n, im in karpathy_images(karpathy, split):
+        filename = str_field(im, "filename", where=f"{karpathy}: images[{n}]")
+        where = f"{karpathy}: images[{n}] ({filename!r})"
+        rel = safe_relative(filename, where=where)
         img_path = img_root / rel
         xml_path = ent_root / "Annotations" / f"{rel.stem}.xml"
         lost = next((p for p in (img_path, xml_path) if not index.exists(p)), None)
@@ -126,7 +132,8 @@ def read_flickr30k(
         width, height, boxes = _parse_boxes(xml_path, where=where)
         if not width or not height:
             width, height = image_size(img_path, where=where)
-        captions, phrases, types = _captions(ent_root / "Sentences" / f"{rel.stem}.txt", im, index, wanted)
+        sentences = ent_root / "Sentences" / f"{rel.stem}.txt"
+        captions, phrases, types = _captions(sentences, im, index, wanted, where)
         with located(str(xml_path)):
             record = SceneRecord.build(
                 image_id=rel.stem,
@@ -163,12 +170,12 @@ def _roots(root: Path, entities_dir: str | Path | None, images_dir: str | Path |
 
 
 def _captions(
-    sent_path: Path, image: dict[str, Any], index: DirIndex, wanted: Sequence[str]
+    sent_path: Path, image: dict[str, Any], index: DirIndex, wanted: Sequence[str], where: str
 ) -> tuple[list[str], list[list[Phrase]] | None, dict[str, list[str]]]:
     """Captions, phrases and entity types from the sentence file; else the Karpathy captions (no phrases)."""
     if index.exists(sent_path):
         return _read_sentences(sent_path, wanted)
-    return karpathy_captions(image), None, {}
+    return karpathy_captions(image, where=where), None, {}
 
 
 def _read_sentences(
@@ -178,7 +185,7 @@ def _read_sentences(
     captions: list[str] = []
     phrases: list[list[Phrase]] = []
     types: dict[str, list[str]] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hf_spurious.sources.common import (
     OnMissing,
     check_split,
     located,
+    read_text,
     safe_relative,
     skip_missing,
 )
@@ -36,22 +38,28 @@ def read_waterbirds(
     root = Path(data_dir)
     meta = root / "metadata.csv"
     try:
-        fh = meta.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
+        text = read_text(meta)  # UTF-8, a byte-order mark (Excel's "CSV UTF-8") dropped
+    except MissingFileError:
         raise MissingFileError(f"{meta}: file not found; data_dir must hold the WILDS metadata.csv") from None
     index = DirIndex()
     records, missing = [], 0
-    with fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         absent = [c for c in WILDS_COLUMNS if c not in (reader.fieldnames or [])]
         if absent:
             raise RecordError(f"{meta}: missing columns {absent}; need {list(WILDS_COLUMNS)}")
-        for line_no, row in enumerate(reader, 2):
+        for row in reader:
+            line_no = reader.line_num  # the physical line (quoted fields may span lines)
             where = f"{meta}: line {line_no} (img_id {row.get('img_id')!r})"
+            if None in row or any(v is None for v in row.values()):
+                raise RecordError(
+                    f"{where}: has {len(reader.fieldnames or [])} columns in the header but a different "
+                    "number in this row; fix the row (a stray comma or a missing value?)"
+                )
             label, place, row_split = _row_values(row, where)
             if split is not None and row_split != split:
                 continue
-            rel = safe_relative(row["img_filename"] or "", where=where)
+            rel = safe_relative(row["img_filename"], where=where)
             image = root / rel
             if not index.exists(image):
                 skip_missing(on_missing, f"{where}: image {image} not found")
@@ -78,7 +86,8 @@ def _row_values(row: dict[str, str], where: str) -> tuple[int, int, str]:
     try:
         split_code, label, place = int(row["split"]), int(row["y"]), int(row["place"])
     except (TypeError, ValueError):
-        raise RecordError(f"{where}: y, split and place must be integers") from None
+        values = {k: row.get(k) for k in ("y", "split", "place")}
+        raise RecordError(f"{where}: y, split and place must be integers, got {values}") from None
     if split_code not in WILDS_SPLITS:
         raise RecordError(f"{where}: split {split_code} is not 0/1/2 (train/val/test)")
     return label, place, WILDS_SPLITS[split_code]

@@ -11,7 +11,8 @@ __getattr__, __dir__, _lazy_names = lazy_exports(
         ".inpaint": ["Inpainter", "get_inpainter"],
         ".settings": ["SynthesisError", "SynthesisSettings"],
         ".captions": ["TextSide"],
-        ".shards": ["collect_stats", "decorrelated_features", "merge_shards"],
+        ".shards": ["collect_stats", "decorrelated_features"],
+        ".merge": ["merge_shards"],
         ".generator": ["generate_counterfactuals", "process_state"],
     },
 )

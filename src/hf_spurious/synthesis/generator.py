@@ -8,28 +8,27 @@ processes or on interruptions.
 
 from __future__ import annotations
 
-import hashlib
+import difflib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_spurious.images import ImageReadError, encode_png, read_rgb_array
+from hf_spurious.images import ImageReadError, ImageTooLargeError, encode_png, read_rgb_array
 from hf_spurious.records import SceneRecord
-from hf_spurious.synthesis import planner
 from hf_spurious.synthesis.captions import TextSide
 from hf_spurious.synthesis.inpaint import Inpainter, get_inpainter
+from hf_spurious.synthesis.jobs import ImageJob, plan_shard
 from hf_spurious.synthesis.settings import (
     EDIT_EMPTY,
     IMAGE_SIZE_MISMATCH,
+    IMAGE_TOO_LARGE,
     INPAINTER_FLAGGED,
-    NO_TARGET_PAIR,
     UNREADABLE_IMAGE,
     SynthesisError,
     SynthesisSettings,
@@ -38,8 +37,10 @@ from hf_spurious.synthesis.shards import (
     GenerationResult,
     ShardStats,
     build_manifest,
+    inputs_digest,
     shard_done,
     shard_records,
+    shard_status,
     sort_records,
     write_manifest,
     write_shard,
@@ -48,87 +49,7 @@ from hf_spurious.synthesis.shards import (
 logger = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------------------------------- seeds
-
-
-def image_seed(seed: int, image_id: str, purpose: str = "") -> int:
-    """A 63-bit seed from ``(seed, image id, purpose)``: independent of process order and batching."""
-    digest = hashlib.sha256(f"{int(seed)}\x00{image_id}\x00{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def image_rng(seed: int, image_id: str) -> np.random.Generator:
-    return np.random.default_rng(image_seed(seed, image_id))
-
-
 # ------------------------------------------------------------------------------------ one shard
-
-
-@dataclass
-class ImageJob:
-    """One image to fill: its record, removal plan, accepted captions and inpainting seed."""
-
-    record: SceneRecord
-    plan: planner.RemovalPlan
-    captions: list[tuple[int, str]]  # (source caption index, edited caption)
-    seed: int
-
-
-def choose_target(record: SceneRecord, settings: SynthesisSettings, rng) -> tuple[str | None, str | None]:
-    """(forced target class or None, skip reason or None) under the target policy."""
-    if settings.target_policy == "random":
-        return None, None
-    present = record.classes
-    pairs = [(a, p) for a, p in (settings.target_pairs or []) if a in present and p in present]
-    if not pairs:
-        return None, NO_TARGET_PAIR
-    anchor, partner = pairs[int(rng.integers(len(pairs)))] if len(pairs) > 1 else pairs[0]
-    return (partner if settings.target_policy == "partner" else anchor), None
-
-
-def plan_record(record: SceneRecord, settings: SynthesisSettings, rng) -> planner.RemovalExplanation:
-    target, reason = choose_target(record, settings, rng)
-    if len(record.classes) < 2:
-        reason = planner.FEWER_THAN_TWO_CLASSES
-    if reason is not None:
-        return planner.RemovalExplanation(None, reason, {})
-    return planner.explain_removal(
-        [o.bbox for o in record.objects],
-        [o.category for o in record.objects],
-        (record.width, record.height),
-        target_class=target,
-        alpha1=settings.alpha1,
-        alpha2=settings.alpha2,
-        alpha3=settings.alpha3,
-        rng=rng,
-        dilation=settings.dilation,
-        segmentations=[o.segmentation for o in record.objects],
-        use_segmentation=settings.use_segmentation,
-    )
-
-
-def plan_shard(
-    records: Sequence[SceneRecord], settings: SynthesisSettings, text_side: TextSide, stats: ShardStats
-) -> list[ImageJob]:
-    """The shard's images that have a removal plan and an accepted caption; the others are counted skips."""
-    jobs, planned = [], []
-    for rec in records:
-        rng = image_rng(settings.seed, rec.image_id)
-        ex = plan_record(rec, settings, rng)
-        if ex.plan is None:
-            stats.skip(ex.reason, rec.image_id)
-            continue
-        planned.append((rec, ex.plan, rng))
-    all_phrases = (
-        text_side.prepare([p[0] for p in planned], [p[1].removed_classes for p in planned]) if planned else []
-    )
-    for (rec, plan, rng), phrases in zip(planned, all_phrases):
-        chosen, reason = text_side.choose(rec, plan, phrases, rng)
-        if reason is not None:
-            stats.skip(reason, rec.image_id)
-            continue
-        jobs.append(ImageJob(rec, plan, chosen, image_seed(settings.seed, rec.image_id, "inpaint")))
-    return jobs
 
 
 def _run_shard(
@@ -224,9 +145,9 @@ def _load(job: ImageJob, settings: SynthesisSettings) -> tuple[np.ndarray | None
         img = read_rgb_array(rec.image_path, where=f"image {rec.image_id!r}")
     except ImageReadError as err:
         if settings.on_error == "raise":
-            raise SynthesisError(f"{err} (or pass on_error='skip')") from err
+            raise SynthesisError(f"{err} (or pass --on-error skip to count it as a skip)") from err
         logger.warning("skipping image %s: %s", rec.image_id, err)
-        return None, UNREADABLE_IMAGE
+        return None, IMAGE_TOO_LARGE if isinstance(err, ImageTooLargeError) else UNREADABLE_IMAGE
     if img.shape[:2] != (rec.height, rec.width):
         msg = (
             f"image {rec.image_id!r} ({rec.image_path}) is {img.shape[1]}x{img.shape[0]} but the annotation "
@@ -318,6 +239,7 @@ def generate_counterfactuals(
     ``<work_dir>/phrase_cache``) holds the noun-phrase parses; runs over the same captions can share one.
     """
     records = sort_records(records)
+    check_run_inputs(records, settings)  # against the whole split, not the --max-images prefix
     if settings.max_images is not None:
         records = records[: settings.max_images]
     if process_index is None or num_processes is None:
@@ -330,7 +252,8 @@ def generate_counterfactuals(
     manifest = build_manifest(settings, records, manifest_extra or {})
     write_manifest(work, manifest, overwrite=overwrite)
     n_shards = manifest["num_shards"]
-    mine = [k for k in range(n_shards) if k % num_processes == process_index and not shard_done(work, k)]
+    digests = [inputs_digest(shard_records(records, k, settings.shard_size)) for k in range(n_shards)]
+    mine = _shards_to_run(work, [k for k in range(n_shards) if k % num_processes == process_index], digests)
     if max_shards is not None:
         mine = mine[:max_shards]
     t0 = time.perf_counter()
@@ -339,12 +262,58 @@ def generate_counterfactuals(
             inpainter = default_inpainter(settings, records, manifest.get("source_dir"))
         cache = Path(phrase_cache_dir) if phrase_cache_dir is not None else work / "phrase_cache"
         text_side = text_side or TextSide(settings, phrase_cache_dir=cache)
-        _run_shards(work, mine, records, settings, text_side, inpainter, show_progress and process_index == 0)
+        _run_shards(
+            work, mine, records, settings, text_side, inpainter, show_progress and process_index == 0, digests
+        )
     done = [k for k in range(n_shards) if shard_done(work, k)]
     return GenerationResult(work, n_shards, done, mine, time.perf_counter() - t0)
 
 
-def _run_shards(work, shards, records, settings, text_side, inpainter, show_progress) -> None:
+def _shards_to_run(work: Path, shards: list[int], digests: list[str]) -> list[int]:
+    """The shards that are not finished with today's inputs; says in the log which are reused and why the
+    others are (re)generated."""
+    todo, reused = [], 0
+    for k in shards:
+        ok, why = shard_status(work, k, digests[k])
+        if ok:
+            reused += 1
+            logger.debug("shard %d reused: %s", k, why)
+            continue
+        if shard_done(work, k):  # finished before, but stale or damaged
+            logger.warning("shard %d of %s is regenerated: %s", k, work, why)
+        todo.append(k)
+    if reused:
+        logger.info(
+            "%s: reusing %d finished shards (their images, boxes and captions are unchanged), generating %d",
+            work, reused, len(todo),
+        )  # fmt: skip
+    return todo
+
+
+def check_run_inputs(records: Sequence[SceneRecord], settings: SynthesisSettings) -> None:
+    """Settings that only make sense against the records: the mask dilation is bounded by the image size,
+    and every class of a target pair exists in the source split."""
+    if not records:
+        return
+    side = max(max(r.width, r.height) for r in records)
+    if settings.dilation >= side:
+        raise SynthesisError(
+            f"dilation {settings.dilation} px is not smaller than the largest image side ({side} px): every mask "
+            "would cover whole images; use a few pixels (e.g. --dilation 8)"
+        )
+    known = sorted({c for r in records for c in r.classes})
+    for pair in settings.target_pairs or []:
+        unknown = [c for c in pair if c not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=3)
+            hint = f"did you mean {close}?" if close else f"classes of this split: {known[:30]}"
+            raise SynthesisError(
+                f"target pair {pair[0]}:{pair[1]} names {unknown}, which no image of the {settings.split} split "
+                f"holds; {hint}"
+            )
+
+
+def _run_shards(work, shards, records, settings, text_side, inpainter, show_progress, digests) -> None:
     size = settings.shard_size
     total = sum(len(shard_records(records, k, size)) for k in shards)
     bar = tqdm(
@@ -364,6 +333,7 @@ def _run_shards(work, shards, records, settings, text_side, inpainter, show_prog
             rows, stats = _run_shard(
                 k, shard_records(records, k, size), settings, text_side, inpainter, pool, bar.update
             )
+            stats.inputs = digests[k]
             if pending is not None:
                 pending.result()
             pending = writer.submit(write_shard, work, k, rows, stats)

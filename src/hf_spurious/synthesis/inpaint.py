@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from hf_spurious import world
+from hf_spurious.synthesis.inpaint_options import check_inpainter_options
 
 DEFAULT_PROMPT = "background, empty scene, natural continuation of the surroundings, high quality"
 DEFAULT_NEGATIVE_PROMPT = "object, person, animal, text, watermark, blurry, artifacts"
@@ -336,10 +337,17 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def get_inpainter(spec: str, **options: Any) -> Inpainter:
-    """Build an inpainter from a spec string (see the module docstring) and backend options."""
+    """Build an inpainter from a spec string (see the module docstring) and backend options (checked
+    first: an unknown option or a value out of range is a ValueError naming it)."""
+    check_inpainter_options(spec, options)
     kind, arg = parse_spec(spec)
     if kind == "opencv":
-        return OpenCVInpainter(method=arg or options.pop("method", "telea"), **options)
+        method = options.pop("method", None)
+        if arg and method and method != arg:
+            raise ValueError(
+                f"inpainter {spec!r} and option method={method!r} disagree; give the method once"
+            )
+        return OpenCVInpainter(method=arg or method or "telea", **options)
     if kind in ("zero", "mean") and not arg:
         if options:
             raise ValueError(f"the {kind!r} fill takes no options, got {sorted(options)}")

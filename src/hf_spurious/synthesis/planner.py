@@ -9,7 +9,7 @@ row in ``[floor(y), ceil(y + h))``, clipped to the image, i.e. every pixel the b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +105,9 @@ def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
         raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
     if pixels == 0 or not mask.any():
         return mask.copy()
+    # a reach beyond the image changes nothing (every pixel is already within max(H, W) of any mask pixel);
+    # the clamp keeps the kernel small whatever was asked (a 10^5 px dilation used to allocate 37 GiB)
+    pixels = min(int(pixels), max(mask.shape))
     import cv2  # lazy: keep the core import light (cv2 only for polygons and dilation)
 
     kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), dtype=np.uint8)
@@ -235,6 +238,59 @@ def _removal_mask(
     return mask
 
 
+def _walk_candidates(
+    boxes_xywh: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    image_size: tuple[int, int],
+    target_class: str | None,
+    options: dict,
+    per_class: dict[str, str],
+    all_ratios: dict[str, dict[str, float]],
+) -> Iterator[RemovalPlan]:
+    """Every valid plan, in the candidate order (lazily); fills ``per_class`` / ``all_ratios`` as it goes."""
+    width, height = image_size
+    segmentations = options["segmentations"]
+    use_pixels = options["use_segmentation"] and segmentations is not None and any(segmentations)
+    if use_pixels:
+        regions = _pixel_regions(boxes_xywh, classes, width, height, segmentations)
+        weights = None
+    else:
+        regions, weights = _region_grid(boxes_xywh, classes, width, height)
+    alphas = (options["alpha1"], options["alpha2"], options["alpha3"])
+    for cand in _candidate_order(sorted(set(classes)), target_class, options["rng"]):
+        reason, removed, kept, ratios = _evaluate(cand, regions, weights, width * height, *alphas)
+        per_class[cand], all_ratios[cand] = reason, ratios
+        if reason != OK:
+            continue
+        removed_set = set(removed)
+        removed_idx = [i for i, c in enumerate(classes) if c in removed_set]
+        mask = _removal_mask(removed, removed_idx, regions, boxes_xywh, use_pixels, width, height)
+        mask = dilate_mask(mask, options["dilation"])
+        if mask.all():
+            per_class[cand] = MASK_COVERS_IMAGE
+            continue
+        yield RemovalPlan(
+            removed_classes=removed,
+            kept_classes=kept,
+            mask=mask,
+            removed_boxes=tuple(tuple(float(v) for v in boxes_xywh[i]) for i in removed_idx),  # type: ignore[misc]
+            target_class=cand,
+        )
+
+
+def check_alphas(alpha1: float, alpha2: float, alpha3: float) -> None:
+    """Each α is a share of an area: a number in (0, 1] (1 switches its rule off, e.g. α2 = 1: no
+    multi-class extension). A ValueError names the first one that is not (NaN, 0, 40, "0.4")."""
+    for name, value in (("alpha1", alpha1), ("alpha2", alpha2), ("alpha3", alpha3)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+        if not 0.0 < float(value) <= 1.0:  # NaN fails this too
+            raise ValueError(
+                f"{name} must be in (0, 1] (a share of an area, e.g. 0.4), got {value!r}; "
+                "1 switches the rule off"
+            )
+
+
 def explain_removal(
     boxes_xywh: Sequence[Sequence[float]],
     classes: Sequence[str],
@@ -249,49 +305,43 @@ def explain_removal(
     use_segmentation: bool = False,
 ) -> RemovalExplanation:
     """Like :func:`plan_removal` (same arguments), but also says why: a reason code and per-candidate reasons."""
-    width, height = _check_inputs(boxes_xywh, classes, image_size, segmentations)
+    options = dict(alpha1=alpha1, alpha2=alpha2, alpha3=alpha3, rng=rng, dilation=dilation)
+    options.update(segmentations=segmentations, use_segmentation=use_segmentation)
+    return explain_removals(boxes_xywh, classes, image_size, target_class, **options)[0]
+
+
+def explain_removals(
+    boxes_xywh: Sequence[Sequence[float]],
+    classes: Sequence[str],
+    image_size: tuple[int, int],
+    target_class: str | None = None,
+    **options,
+) -> tuple[RemovalExplanation, Iterator[RemovalPlan]]:
+    """:func:`explain_removal` (same arguments) and the later valid plans, lazily, in candidate order: a
+    caller that cannot use the first plan (e.g. no caption names its class) takes the next one."""
+    options = {"alpha1": 0.4, "alpha2": 0.8, "alpha3": 0.7, "rng": None, "dilation": 0, **options}
+    options.setdefault("segmentations", None)
+    options.setdefault("use_segmentation", False)
+    width, height = _check_inputs(boxes_xywh, classes, image_size, options["segmentations"])
+    check_alphas(options["alpha1"], options["alpha2"], options["alpha3"])
     present = sorted(set(classes))
     if len(present) < 2:
-        return RemovalExplanation(None, FEWER_THAN_TWO_CLASSES, {})
+        return RemovalExplanation(None, FEWER_THAN_TWO_CLASSES, {}), iter(())
     if target_class is not None and target_class not in present:
-        return RemovalExplanation(None, TARGET_ABSENT, {target_class: TARGET_ABSENT})
-
-    use_pixels = use_segmentation and segmentations is not None and any(segmentations)
-    if use_pixels:
-        regions = _pixel_regions(boxes_xywh, classes, width, height, segmentations)
-        weights = None
-    else:
-        regions, weights = _region_grid(boxes_xywh, classes, width, height)
-
+        return RemovalExplanation(None, TARGET_ABSENT, {target_class: TARGET_ABSENT}), iter(())
     per_class: dict[str, str] = {}
     all_ratios: dict[str, dict[str, float]] = {}
-    for cand in _candidate_order(present, target_class, rng):
-        reason, removed, kept, ratios = _evaluate(
-            cand, regions, weights, width * height, alpha1, alpha2, alpha3
-        )
-        per_class[cand], all_ratios[cand] = reason, ratios
-        if reason != OK:
-            continue
-        removed_set = set(removed)
-        removed_idx = [i for i, c in enumerate(classes) if c in removed_set]
-        mask = _removal_mask(removed, removed_idx, regions, boxes_xywh, use_pixels, width, height)
-        mask = dilate_mask(mask, dilation)
-        if mask.all():
-            per_class[cand] = MASK_COVERS_IMAGE
-            continue
-        plan = RemovalPlan(
-            removed_classes=removed,
-            kept_classes=kept,
-            mask=mask,
-            removed_boxes=tuple(tuple(float(v) for v in boxes_xywh[i]) for i in removed_idx),  # type: ignore[misc]
-            target_class=cand,
-        )
-        return RemovalExplanation(plan, OK, per_class, all_ratios)
+    walk = _walk_candidates(
+        boxes_xywh, classes, (width, height), target_class, options, per_class, all_ratios
+    )
+    plan = next(walk, None)
+    if plan is not None:
+        return RemovalExplanation(plan, OK, per_class, all_ratios), walk
     if target_class is not None:
-        return RemovalExplanation(None, per_class[target_class], per_class, all_ratios)
+        return RemovalExplanation(None, per_class[target_class], per_class, all_ratios), walk
     reasons = set(per_class.values())
     overall = reasons.pop() if len(reasons) == 1 else NO_VALID_CLASS
-    return RemovalExplanation(None, overall, per_class, all_ratios)
+    return RemovalExplanation(None, overall, per_class, all_ratios), walk
 
 
 def plan_removal(

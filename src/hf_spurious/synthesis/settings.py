@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hf_spurious.synthesis.inpaint_options import check_inpainter_options
+from hf_spurious.synthesis.planner import check_alphas
+
 TEXT_METHODS = ("np_removal", "prompt", "captioner")
 TARGET_POLICIES = ("random", "partner", "anchor")
 SOURCES = ("coco", "flickr30k", "shapes")
@@ -24,49 +27,73 @@ EDIT_STILL_MENTIONS_REMOVED = "edited_caption_mentions_removed"
 EDIT_NAMES_NO_PRESENT = "edited_caption_names_no_present_class"
 EDIT_EMPTY = "edited_caption_empty"  # every word belonged to removed phrases ("Frisbee!" -> "")
 UNREADABLE_IMAGE = "unreadable_image"
+IMAGE_TOO_LARGE = "image_too_large"  # the header declares more pixels than images.MAX_PIXELS (a bomb?)
 IMAGE_SIZE_MISMATCH = "image_size_mismatch"
 INPAINTER_FLAGGED = "inpainter_safety_flagged"
 
 
-class SynthesisError(RuntimeError):
-    """A generation problem the user must fix; the message names the item and the fix."""
+class SynthesisError(RuntimeError, ValueError):
+    """A generation problem the user must fix; the message names the item and the fix. Also a ValueError,
+    so the command line reports it as a user error (two lines, exit code 2)."""
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with its help text."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class SynthesisSettings:
     """Every knob of a counterfactual split. Same settings + same source files -> identical bytes."""
 
-    source: str = "coco"
-    split: str = "test"  # train -> fine-tuning set D', test -> ODmAP query set
-    inpainter: str = "opencv"  # opencv[:telea|:ns] | zero | mean | blur | oracle | diffusers:<id or dir>
-    inpainter_options: dict[str, Any] = field(default_factory=dict)
-    text_method: str = "np_removal"  # np_removal | prompt | captioner
-    captioner: str | None = None  # transformers image-to-text model id or dir (text_method="captioner")
-    spacy_model: str = "en_core_web_sm"
-    vocabulary: str | None = None  # None: the source's default ("coco" = CHAIR word list substitute)
-    seed: int = 0
-    alpha1: float = 0.4
-    alpha2: float = 0.8
-    alpha3: float = 0.7
-    dilation: int = 0
-    use_segmentation: bool = False
-    captions_per_image: int = 1
-    target_policy: str = "random"  # random | partner | anchor
-    target_pairs: list[tuple[str, str]] | None = None  # (anchor, partner); shapes: read from world.json
-    require_present_mention: bool | None = None  # None: on for split "train" (D'), off otherwise
-    store_mask: bool = True
-    shard_size: int = 64
-    batch_size: int = 8
-    num_workers: int = 2
-    on_error: str = "skip"  # skip | raise
-    max_images: int | None = None
-    flickr30k_classes: tuple[str, ...] = ("people", "animals", "vehicles", "instruments")
+    source: str = _f("coco", "source dataset: coco | flickr30k | shapes")
+    split: str = _f("test", "source split: train -> fine-tuning set D', test -> ODmAP query set")
+    inpainter: str = _f("opencv", "opencv[:telea|:ns] | zero | mean | blur | oracle | diffusers:<id or dir>")
+    inpainter_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the inpainter's options (checked: inpaint_options.OPTIONS)"}
+    )
+    text_method: str = _f("np_removal", "caption editing: np_removal | prompt | captioner")
+    captioner: str | None = _f(None, "transformers image-to-text model id or dir (text_method='captioner')")
+    spacy_model: str = _f("en_core_web_sm", "spaCy pipeline for noun chunks")
+    vocabulary: str | None = _f(None, "word list name or file (None: the source's; coco = CHAIR substitute)")
+    seed: int = _f(0, "seed of plans, caption choice and inpainting (>= 0)")
+    alpha1: float = _f(0.4, "α1 in (0, 1]: a kept class must lose less than this share of its box area")
+    alpha2: float = _f(0.8, "α2 in (0, 1]: a class with more of its box under c^r is removed too")
+    alpha3: float = _f(0.7, "α3 in (0, 1]: the removed region must cover less than this share of the image")
+    dilation: int = _f(0, "grow masks by this many pixels (>= 0, below the largest image side)")
+    use_segmentation: bool = _f(False, "COCO polygons instead of boxes for the rules and the mask")
+    captions_per_image: int = _f(1, "edited captions kept per image (one row each)")
+    target_policy: str = _f("random", "which class to remove: random | partner | anchor of a target pair")
+    target_pairs: list[tuple[str, str]] | None = field(
+        default=None, metadata={"help": "(anchor, partner) class pairs; shapes default: the world's pairs"}
+    )
+    require_present_mention: bool | None = _f(
+        None, "the edited caption must name a kept class (None: on for train, off otherwise)"
+    )
+    require_removed_mention: bool | None = _f(
+        None,
+        "an image needs a caption naming a removed class (None: on for train, D'; off otherwise: a query "
+        "comes from the image rules alone, spec §1.6, and keeps an unedited caption naming no removed class)",
+    )
+    store_mask: bool = _f(True, "store the inpainting mask column")
+    shard_size: int = _f(64, "images per shard (the resume unit)")
+    batch_size: int = _f(8, "images per inpainter batch")
+    num_workers: int = _f(2, "threads for decode / CPU fills / encode")
+    on_error: str = _f("skip", "an unreadable image: skip (counted) | raise")
+    max_images: int | None = _f(None, "only the first N >= 0 source images (None: all)")
+    flickr30k_classes: tuple[str, ...] = _f(
+        ("people", "animals", "vehicles", "instruments"), "Flickr30k Entities types used as classes"
+    )
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raise a ValueError naming the first inconsistent setting."""
+        """Raise a ValueError naming the first inconsistent or out-of-range setting (with the allowed range)."""
+        _check_numbers(self)
+        check_alphas(self.alpha1, self.alpha2, self.alpha3)
+        check_inpainter_options(self.inpainter, self.inpainter_options)
+        _check_pairs(self.target_pairs)
         checks = [
             (self.source in SOURCES, f"source must be one of {SOURCES}, got {self.source!r}"),
             (
@@ -81,12 +108,9 @@ class SynthesisSettings:
                 self.on_error in ("skip", "raise"),
                 f"on_error must be 'skip' or 'raise', got {self.on_error!r}",
             ),
-            (self.shard_size >= 1 and self.batch_size >= 1, "shard_size and batch_size must be >= 1"),
-            (self.captions_per_image >= 1, "captions_per_image must be >= 1"),
-            (self.dilation >= 0, "dilation must be >= 0 pixels"),
             (
                 self.text_method != "captioner" or bool(self.captioner),
-                "text_method='captioner' needs captioner=<model id or dir>",
+                "text_method 'captioner' needs a captioning model: --captioner <model id or dir> (captioner= in Python)",
             ),
             (
                 self.inpainter != "oracle" or self.source == "shapes",
@@ -96,6 +120,13 @@ class SynthesisSettings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    @property
+    def require_removed(self) -> bool:
+        """A caption mentioning a removed class is needed (else the image is skipped): D' yes, queries no."""
+        if self.require_removed_mention is None:
+            return self.split == "train"
+        return bool(self.require_removed_mention)
 
     @property
     def vocabulary_name(self) -> str:
@@ -125,3 +156,38 @@ class SynthesisSettings:
         for k in ("num_workers", "on_error"):  # do not change the output bytes
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# name -> (lowest allowed value, allows None, what it is)
+_INTEGERS = {
+    "seed": (0, False, "the run's seed"),
+    "dilation": (0, False, "mask growth in pixels (at most the image size)"),
+    "captions_per_image": (1, False, "edited captions kept per image"),
+    "shard_size": (1, False, "images per shard"),
+    "batch_size": (1, False, "images per inpainter batch"),
+    "num_workers": (0, False, "threads"),
+    "max_images": (0, True, "source images to use (None: all)"),
+}
+
+
+def _check_numbers(settings: SynthesisSettings) -> None:
+    for name, (low, optional, what) in _INTEGERS.items():
+        value = getattr(settings, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} ({what}) must be an integer >= {low}, got {value!r}")
+
+
+def _check_pairs(pairs: Any) -> None:
+    if pairs is None:
+        return
+    for pair in pairs:
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not all(isinstance(c, str) and c.strip() for c in pair)
+        ):
+            raise ValueError(f"target_pairs holds (anchor, partner) class-name pairs, got {pair!r}")
+        if pair[0] == pair[1]:
+            raise ValueError(f"target pair {pair[0]}:{pair[1]} names one class twice; give two classes")

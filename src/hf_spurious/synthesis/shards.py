@@ -8,6 +8,11 @@ Work directory layout::
 
 Shard ``k`` holds the records ``[k * shard_size, (k + 1) * shard_size)`` of the id-sorted record list
 (:func:`sort_records`). Every file is written atomically, and parquet bytes depend only on the rows.
+
+Resume is keyed by content, not names: a shard's statistics record the digest of its inputs
+(:func:`inputs_digest`: image file size + modification time, boxes, captions, phrases) and the size and
+sha256 of its parquet file. A rerun reuses a shard only when its inputs digest is unchanged and its file
+is intact (:func:`shard_status`; the log says which shards are reused and why the others are redone).
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_spurious.cache import atomic_write, atomic_write_json
+from hf_spurious.cache import atomic_write, atomic_write_json, digest
 from hf_spurious.records import SceneRecord
 from hf_spurious.synthesis.settings import SynthesisError, SynthesisSettings
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "hf_spurious.counterfactuals/1"
 BINARY_COLUMNS = ("image", "mask")  # PNG bytes: incompressible and unique per row
@@ -85,6 +94,61 @@ def shard_done(work: str | Path, shard: int) -> bool:
     return shard_path(work, shard, ".json").exists() and shard_path(work, shard).exists()
 
 
+def record_key(rec: SceneRecord) -> list[Any]:
+    """What a record's rows depend on: id, image file (size + modification time), size, boxes, captions."""
+    try:
+        st = os.stat(rec.image_path)
+        image = [st.st_size, st.st_mtime_ns]
+    except OSError:
+        image = ["missing"]
+    objects = [[list(o.bbox), o.category, o.segmentation] for o in rec.objects]
+    phrases = None
+    if rec.caption_phrases is not None:
+        phrases = [[[p.text, p.start, p.end, sorted(p.classes)] for p in ps] for ps in rec.caption_phrases]
+    return [rec.image_id, image, rec.width, rec.height, objects, list(rec.captions), phrases, rec.split]
+
+
+def inputs_digest(records: Sequence[SceneRecord]) -> str:
+    """Content key of a shard's inputs (see :func:`record_key`): a fixed image, a moved box or an edited
+    caption changes it, so the shard is regenerated instead of reused."""
+    return digest(*(record_key(r) for r in records), length=24)
+
+
+def shard_status(work: str | Path, shard: int, inputs: str) -> tuple[bool, str]:
+    """``(reusable, why)`` for a finished shard: its statistics parse, its inputs digest equals ``inputs``
+    and its parquet file has the recorded size and a readable footer with the recorded row count."""
+    import pyarrow.parquet as pq  # lazy: heavy optional dependency
+
+    if not shard_done(work, shard):
+        return False, "not written yet"
+    try:
+        stats = json.loads(shard_path(work, shard, ".json").read_text())
+        recorded, nbytes, rows = stats.get("inputs"), stats.get("parquet_bytes"), stats["rows"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return False, f"its statistics file is unreadable ({type(err).__name__}: {err})"
+    if recorded is None:
+        return False, "it was written without an inputs digest (older version)"
+    if recorded != inputs:
+        return False, "its inputs changed (an image file, a box or a caption differs)"
+    path = shard_path(work, shard)
+    try:
+        size = path.stat().st_size
+        footer_rows = pq.ParquetFile(path).metadata.num_rows
+    except Exception as err:
+        return False, f"its parquet file is unreadable ({type(err).__name__}: {err})"
+    if size != nbytes or footer_rows != rows:
+        return (
+            False,
+            f"its parquet file is truncated or altered ({size} bytes / {footer_rows} rows recorded as {nbytes} / {rows})",
+        )
+    return True, f"inputs digest {inputs} unchanged"
+
+
+def invalidate_shard(work: str | Path, shard: int) -> None:
+    """Remove the shard's statistics (the done mark): the next run regenerates it."""
+    shard_path(work, shard, ".json").unlink(missing_ok=True)
+
+
 @dataclass
 class ShardStats:
     """Counts of one shard: images, eligible images, rows, skips by reason (with examples), removed classes."""
@@ -97,6 +161,10 @@ class ShardStats:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     removed_class_counts: Counter = field(default_factory=Counter)
     text_backend: str = ""
+    inputs: str = ""  # inputs_digest of the shard's records
+    notes: Counter = field(default_factory=Counter)  # images kept another way (e.g. a later valid class)
+    parquet_bytes: int = 0
+    parquet_sha256: str = ""
 
     def skip(self, reason: str, image_id: str) -> None:
         self.skipped[reason] += 1
@@ -114,6 +182,10 @@ class ShardStats:
             "skipped_examples": dict(sorted(self.skipped_examples.items())),
             "removed_class_counts": dict(sorted(self.removed_class_counts.items())),
             "text_backend": self.text_backend,
+            "inputs": self.inputs,
+            "notes": dict(sorted(self.notes.items())),
+            "parquet_bytes": self.parquet_bytes,
+            "parquet_sha256": self.parquet_sha256,
         }
 
 
@@ -140,20 +212,32 @@ def read_manifest(work: str | Path) -> dict[str, Any]:
 
 
 def write_manifest(work: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> None:
-    """Write ``manifest`` into ``work``. A manifest of another run there is an error, or with ``overwrite``
-    its shards are deleted first."""
+    """Write ``manifest`` into ``work``. A manifest of another run there (other settings or image ids) is
+    replaced when none of its shards is finished (a failed first run never blocks a retry); with finished
+    shards it is an error, or with ``overwrite`` those shards are deleted first."""
     mpath = work / "manifest.json"
+    old: dict[str, Any] | None = None
     if mpath.exists():
-        old = read_manifest(work)
-        if old.get("fingerprint") != manifest["fingerprint"]:
-            if not overwrite:
-                raise SynthesisError(
-                    f"{work} holds a run with other settings or source images (fingerprint "
-                    f"{old.get('fingerprint')} != {manifest['fingerprint']}); use a new directory or overwrite=True"
-                )
-            for f in (work / "shards").iterdir():
+        try:
+            old = read_manifest(work)
+        except (OSError, ValueError) as err:
+            old = {"fingerprint": f"unreadable manifest ({type(err).__name__})"}
+    if old is not None and old.get("fingerprint") != manifest["fingerprint"]:
+        finished = sorted((work / "shards").glob("*.json")) if (work / "shards").is_dir() else []
+        if finished and not overwrite:
+            raise SynthesisError(
+                f"{work} holds {len(finished)} finished shards of a run with other settings or source images "
+                f"(fingerprint {old.get('fingerprint')} != {manifest['fingerprint']}); use another work "
+                "directory, or --overwrite (overwrite=True in Python) to discard them"
+            )
+        logger.info(
+            "%s: replacing the manifest of another run (%d finished shards discarded)", work, len(finished)
+        )
+        for f in (work / "shards").iterdir() if (work / "shards").is_dir() else ():
+            if f.is_file():
                 f.unlink()
-    if not mpath.exists() or read_manifest(work) != manifest:
+        old = None
+    if old != manifest:
         atomic_write_json(mpath, manifest, sort_keys=True)
 
 
@@ -168,6 +252,9 @@ def write_parquet(table, path: Path) -> None:
     dictionary = [
         c for f in table.schema if f.name not in BINARY_COLUMNS for c in _leaf_paths(f.name, f.type)
     ]
+    if table.num_rows == 0:  # no row group at all: `datasets` cannot read an empty one (batch size 0)
+        pq.ParquetWriter(path, table.schema, compression="zstd", use_dictionary=dictionary).close()
+        return
     pq.write_table(table, path, compression="zstd", use_dictionary=dictionary)
 
 
@@ -196,7 +283,9 @@ def write_shard(work: Path, shard: int, rows: list[dict[str, Any]], stats: Shard
         if rows
         else features.arrow_schema.empty_table()
     )
-    atomic_write(shard_path(work, shard), lambda p: write_parquet(table, p))
+    path = atomic_write(shard_path(work, shard), lambda p: write_parquet(table, p))
+    data = path.read_bytes()
+    stats.parquet_bytes, stats.parquet_sha256 = len(data), hashlib.sha256(data).hexdigest()
     atomic_write_json(shard_path(work, shard, ".json"), stats.to_dict(), sort_keys=True)
 
 
@@ -234,6 +323,7 @@ def collect_stats(work_dir: str | Path) -> dict[str, Any]:
         "rows": 0,
         "skipped": Counter(),
         "removed_class_counts": Counter(),
+        "notes": Counter(),
         "skipped_examples": {},
         "text_backends": set(),
     }
@@ -248,6 +338,7 @@ def collect_stats(work_dir: str | Path) -> dict[str, Any]:
             totals[key] += s[key]
         totals["skipped"].update(s["skipped"])
         totals["removed_class_counts"].update(s["removed_class_counts"])
+        totals["notes"].update(s.get("notes") or {})
         if s.get("text_backend"):
             totals["text_backends"].add(s["text_backend"])
         for reason, ids in s["skipped_examples"].items():
@@ -255,63 +346,7 @@ def collect_stats(work_dir: str | Path) -> dict[str, Any]:
             ex.extend(ids[: max(0, 5 - len(ex))])
     totals["skipped"] = dict(sorted(totals["skipped"].items()))
     totals["removed_class_counts"] = dict(sorted(totals["removed_class_counts"].items()))
+    totals["notes"] = dict(sorted(totals["notes"].items()))
     totals["text_backends"] = sorted(totals["text_backends"])
     totals["shards_done"], totals["num_shards"] = done, manifest["num_shards"]
     return totals
-
-
-def _group_shards(work: Path, n: int, max_file_bytes: int) -> list[list[Path]]:
-    """Consecutive shard files, grouped until a group would exceed ``max_file_bytes``."""
-    groups: list[list[Path]] = []
-    size = 0
-    for k in range(n):
-        path = shard_path(work, k)
-        nbytes = path.stat().st_size
-        if not groups or (size + nbytes > max_file_bytes and groups[-1]):
-            groups.append([])
-            size = 0
-        groups[-1].append(path)
-        size += nbytes
-    return groups
-
-
-def merge_shards(
-    work_dir: str | Path, out_dir: str | Path, *, split: str | None = None, max_file_bytes: int = 500 * 2**20
-) -> list[Path]:
-    """Concatenate the finished shards, in shard order, into ``<split>-XXXXX-of-YYYYY.parquet`` files.
-
-    Consecutive shards are grouped until a file would exceed ``max_file_bytes`` (deterministic: it only
-    depends on the shard bytes). Raises naming the missing shards when the run is not complete.
-    """
-    import pyarrow as pa  # lazy: heavy optional dependency
-    import pyarrow.parquet as pq  # lazy: heavy optional dependency
-
-    work, out = Path(work_dir), Path(out_dir)
-    manifest = read_manifest(work)
-    n = manifest["num_shards"]
-    missing = [k for k in range(n) if not shard_done(work, k)]
-    if missing:
-        raise SynthesisError(
-            f"{len(missing)} of {n} shards are not done yet (e.g. {missing[:5]}); rerun the same command to "
-            "resume before merging"
-        )
-    split = split or manifest["settings"]["split"]
-    groups = _group_shards(work, n, max_file_bytes)
-    for pattern in (
-        ".*.tmp",
-        ".*.tmp-*",
-    ):  # left by killed runs (of this or older versions); all finished now
-        for stale in (work / "shards").glob(pattern):
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob(f"{split}-*-of-*.parquet"):
-        old.unlink()
-    schema = decorrelated_features().arrow_schema
-    written = []
-    for g, paths in enumerate(groups or [[]]):
-        tables = [pq.read_table(p) for p in paths]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        target = out / f"{split}-{g:05d}-of-{max(len(groups), 1):05d}.parquet"
-        atomic_write(target, lambda p, t=table: write_parquet(t, p))
-        written.append(target)
-    return written

@@ -5,7 +5,7 @@
 >>> voc = load_vocabulary("coco")
 >>> cap = "Two dogs fighting over a frisbee"
 >>> remove_phrases(cap, PhraseExtractor().phrases(cap, voc), {"frisbee"})  # doctest: +SKIP
-'Two dogs fighting over'
+'Two dogs fighting'
 """
 
 from hf_spurious.text.captioner import Captioner
@@ -20,7 +20,7 @@ from hf_spurious.text.edit import (
     remove_phrases,
     tidy,
 )
-from hf_spurious.text.mentions import caption_class_matrix, matrix_key
+from hf_spurious.text.mentions import caption_class_matrix, matcher_agreement, matrix_key
 from hf_spurious.text.phrases import (
     DEFAULT_SPACY_MODEL,
     PhraseExtractor,
@@ -43,6 +43,7 @@ __all__ = [
     "edit_caption",
     "join_classes",
     "lexical_spans",
+    "matcher_agreement",
     "matrix_key",
     "np_removal",
     "np_removal_batch",

@@ -43,6 +43,42 @@ _PREPOSITION = (
 _PREP_THEN_CONNECTOR = re.compile(rf"({_PREPOSITION})\s*,?\s+{_CONNECTOR}", re.I)
 _CONNECTOR_THEN_PREP = re.compile(rf"\s*,?\s+{_CONNECTOR}\s+(?={_PREPOSITION})", re.I)
 
+# Words a removal can leave dangling (issue: "A jeep parked near", "Two dogs playing with in a park").
+_PREP = (
+    r"(?:with|of|on|in|into|onto|near|over|by|from|to|at|under|beside|behind|between|above|below|for|"
+    r"across|through|atop|against|toward|towards|beneath|underneath|among)"
+)
+# A preposition with what belongs to it: "on top of", "in front of", "next to", "in the middle of".
+_FULL_PREP = (
+    r"(?:\b(?:in\s+front|on\s+top|on\s+the\s+top|in\s+the\s+middle|on\s+the\s+side|at\s+the\s+edge|"
+    r"on\s+the\s+edge|at\s+the\s+top|at\s+the\s+bottom|at\s+the\s+end|in\s+the\s+back|"
+    r"on\s+the\s+back|in\s+the\s+center|in\s+the\s+corner|next|close|out|up|down|away|"
+    r"right)\s+)?\b" + _PREP + r"\b"
+)
+# Articles and possessives never stand before a preposition or at the end; quantifiers may stand before
+# "of" ("two of the dogs"). Not here: "her", "these", "those" (also pronouns: "a man holding her on ...").
+_DET = r"\b(?:a|an|the|his|their|its|my|our|your)\b"
+_QUANTIFIER = r"\b(?:some|several|two|three|four|five)\b"
+_END = r"(?=[\s.!?;:)\]\-–—]*$)"
+_PREP_AT_END = re.compile(rf"\s*{_FULL_PREP}{_END}", re.I)
+_PREP_BEFORE_PREP = re.compile(rf"{_FULL_PREP}(?=[\s,()\[\]\-–—]*\b{_PREP}\b)", re.I)
+# "topped with, carrots and chicken" -> "topped with carrots ..." (a list goes on after the comma) ...
+_PREP_COMMA_NOUN = re.compile(rf"(\b{_PREP})\s*,\s*(?![^\W\d_]+(?:ing|ed)\b)(?=[^\W_])", re.I)
+# ... but "sitting on, reading a book" -> "sitting, reading a book" (a clause goes on)
+_PREP_BEFORE_COMMA = re.compile(rf"\s*{_FULL_PREP}(?=[\s()\[\]\-–—]*,)", re.I)
+# "A bunch of hanging from a hook", "sitting on reading a book": a place preposition before a verb.
+_PREP_BEFORE_VERB = re.compile(
+    r"\s*\b(?:of|on|in|at|with|near|over|under|beside|behind|onto|into|atop)\b(?=[\s()\[\]\-–—]*[^\W\d_]+ing\b)",
+    re.I,
+)
+_LEADING_OF = re.compile(r"^([(\[\s\-–—]*)of\b\s*", re.I)
+_OF_GAP = re.compile(r"\s+of\s+", re.I)
+_DET_DANGLING = re.compile(
+    rf"\s*(?:{_DET}(?=[\s()\[\]\-–—]*(?:[,.!?;:]|{_CONNECTOR}|\b{_PREP}\b|$))"
+    rf"|{_QUANTIFIER}(?=[\s()\[\]\-–—]*(?:[,.!?;:]|{_CONNECTOR}|\b(?!of\b){_PREP}\b|$)))",
+    re.I,
+)
+
 
 _CONJUNCTION = re.compile(_CONNECTOR, re.I)
 _LEFT_GAP = re.compile(r"[\s,]*")  # between a conjunct and the conjunction on its right
@@ -110,7 +146,13 @@ def dangling_conjunctions(
 
 
 def tidy(text: str) -> str:
-    """Collapse whitespace and clean up punctuation and connectors left dangling by a deletion."""
+    """Collapse whitespace and clean up punctuation, connectors and words left dangling by a deletion.
+
+    Dangling words: a determiner with no noun after it ("A dog and a" -> "A dog"); a preposition with no
+    object, with what belongs to it ("parked near" / "on top of" at the end, "near on the sand" ->
+    "on the sand", "of hanging" -> "hanging", "sitting on, reading" -> "sitting, reading"); a comma right
+    after a preposition whose object follows ("topped with, carrots" -> "topped with carrots").
+    """
     s = re.sub(r"\s+", " ", text)
     s = re.sub(r"\(\s*\)|\[\s*\]", " ", s)
     s = re.sub(r"\s+", " ", s).strip()
@@ -125,19 +167,83 @@ def tidy(text: str) -> str:
     prev = None
     while prev != s:
         prev = s
+        s = re.sub(r"\(\s*\)|\[\s*\]", " ", s)
+        s = re.sub(r"\s*[(\[]\s*(?=[,.;:!?]*$)", "", s).strip()  # an opening bracket with nothing after it
+        s = re.sub(r"^[)\]\s]+", "", s)  # a closing bracket with nothing before it
+        s = _dangling_words(s)
         s = _LEADING.sub("", s).strip()
         s = _TRAILING.sub("", s).strip()
+        s = re.sub(r"\s+([,.;:!?)\]])", r"\1", s)
+        s = re.sub(r"([(\[])[\s,;:]+", r"\1", s)
+        s = re.sub(r"[,;:]+(?=[)\]]|$)", "", s)
+        s = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", s)
     if not re.search(r"[^\W_]", s):  # only punctuation is left
         return ""
     return s
 
 
+def _dangling_words(s: str) -> str:
+    """One pass of the word rules: a determiner with no noun after it, a preposition with no object
+    (at the end, before another preposition, or before a comma that starts a clause) goes; a comma
+    right after a preposition whose object follows goes."""
+    s = _DET_DANGLING.sub("", s)
+    s = _PREP_BEFORE_VERB.sub(" ", s)
+    s = _LEADING_OF.sub(r"\1", s)
+    s = _PREP_COMMA_NOUN.sub(r"\1 ", s)
+    s = _PREP_BEFORE_PREP.sub("", s)
+    s = _PREP_BEFORE_COMMA.sub("", s)
+    s = _PREP_AT_END.sub("", s)
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def _of_complements(
+    caption: str, spans: list[tuple[int, int]], phrases: Sequence[Phrase]
+) -> list[tuple[int, int]]:
+    """ "of <phrase naming no class>" right after a removed phrase belongs to it ("a cup of tea")."""
+    starts = {p.start: p for p in phrases if not p.classes}
+    out = []
+    for _, e in spans:
+        gap = _OF_GAP.match(caption, e)
+        if gap and gap.end() in starts:
+            out.append((e, starts[gap.end()].end))
+    return out
+
+
+_LIST_COMMA = re.compile(r"\s*,\s*")
+
+
+def _list_conjunction(
+    piece: str,
+    caption: str,
+    start: int,
+    end: int,
+    removed: list[tuple[int, int]],
+    kept: list[tuple[int, int]],
+    dangling: list[tuple[int, int]],
+) -> str:
+    """``piece`` (``caption[start:end]``, kept text before a deletion) with its list comma turned into the
+    conjunction the deletion takes away: "A, B and C" without C is "A and B", not "A, B"."""
+    conj = _CONJUNCTION.match(caption, end)  # the deletion starts at a dangling conjunction ...
+    if conj is None or not any(s == end for s, _ in dangling):
+        return piece
+    kept_here = sorted((s, e) for s, e in kept if start <= s and e <= end)
+    if len(kept_here) < 2 or not caption[kept_here[-1][1] : end].isspace():
+        return piece
+    (_, a_end), (b_start, _) = kept_here[-2], kept_here[-1]
+    gap = _LIST_COMMA.fullmatch(caption, a_end, b_start)
+    if gap is None or any(a_end <= s < b_start for s, _ in removed):
+        return piece
+    return caption[start:a_end] + f" {conj.group()} " + caption[b_start:end]
+
+
 def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Iterable[str]) -> str:
     """Delete every phrase that mentions a removed class, then :func:`tidy` (pure).
 
-    Words outside those phrases are kept, relation verbs included: "Two dogs fighting over a frisbee"
-    without frisbee is "Two dogs fighting over"; only a conjunction left dangling goes too
-    (:func:`dangling_conjunctions`: "A man and his dog play" without dog is "A man play"). Returns
+    Words outside those phrases are kept, relation verbs included, except what the deletion leaves
+    dangling, so the result reads as English: a conjunction (:func:`dangling_conjunctions`: "A man and
+    his dog play" without dog is "A man play"), an "of <phrase naming no class>" complement of a removed
+    phrase ("a cup of tea"), and, in :func:`tidy`, a preposition with no object ("Two dogs fighting over
+    a frisbee" without frisbee is "Two dogs fighting"), a determiner with no noun, stray commas. Returns
     ``caption`` unchanged when no phrase matches, and ``""`` when nothing is left. A leading capital
     letter is restored.
     """
@@ -145,6 +251,7 @@ def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Ite
         raise ValueError(f"cannot edit an empty caption ({caption!r}); drop empty captions upstream")
     removed = frozenset([removed_classes] if isinstance(removed_classes, str) else removed_classes)
     spans, others = [], []
+    phrases = list(phrases)
     for p in phrases:
         if not (0 <= p.start < p.end <= len(caption)) or caption[p.start : p.end] != p.text:
             raise ValueError(
@@ -154,11 +261,12 @@ def remove_phrases(caption: str, phrases: Iterable[Phrase], removed_classes: Ite
         (spans if p.classes & removed else others).append((p.start, p.end))
     if not spans:
         return caption
-    spans = merge_spans(spans)
+    spans = merge_spans(spans + _of_complements(caption, spans, phrases))
     kept = [(s, e) for s, e in others if not any(rs < e and s < re_ for rs, re_ in spans)]
+    dangling = dangling_conjunctions(caption, spans, kept)
     pieces, pos = [], 0
-    for s, e in merge_spans(spans + dangling_conjunctions(caption, spans, kept)):
-        pieces.append(caption[pos:s])
+    for s, e in merge_spans(spans + dangling):
+        pieces.append(_list_conjunction(caption[pos:s], caption, pos, s, spans, kept, dangling))
         pos = e
     pieces.append(caption[pos:])
     out = tidy(" ".join(pieces))

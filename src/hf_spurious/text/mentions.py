@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -103,3 +103,25 @@ def caption_class_matrix(
     matrix = _compute(captions, vocab, method, extractor, progress)
     cache.put(key, matrix, class_names=list(vocab.classes))
     return matrix, vocab.classes
+
+
+def matcher_agreement(predicted: Sequence[Iterable[str]], gold: Sequence[Iterable[str]]) -> dict[str, float]:
+    """Agreement of a caption -> classes matcher with hand labels, per caption, in percent.
+
+    ``precision``: mean over captions with at least one predicted class of |P ∩ G| / |P|; ``recall``: mean
+    over captions with at least one labelled class of |P ∩ G| / |G|; ``exact_match``: share of captions
+    with P == G (all captions). ``captions``: how many were compared.
+    """
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predicted class sets for {len(gold)} labelled captions")
+    pairs = [(frozenset(p), frozenset(g)) for p, g in zip(predicted, gold)]
+    prec = [len(p & g) / len(p) for p, g in pairs if p]
+    rec = [len(p & g) / len(g) for p, g in pairs if g]
+    exact = [p == g for p, g in pairs]
+
+    def pct(xs: list) -> float:
+        return 100.0 * sum(xs) / len(xs) if xs else float("nan")
+
+    return {
+        "precision": pct(prec), "recall": pct(rec), "exact_match": pct(exact), "captions": float(len(pairs)),
+    }  # fmt: skip

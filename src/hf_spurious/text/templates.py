@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable, Set
 
 import numpy as np
@@ -93,6 +94,25 @@ TEMPLATES: tuple[str, ...] = (
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"default": TEMPLATES, "simple": ("a photo of a {}.",)}
 
 RngLike = np.random.Generator | int | None
+
+
+def check_template(template: object, where: str = "template") -> str:
+    """``template`` if it is a string with exactly one ``{}`` slot (and no other ``{...}`` field), else a
+    ``ValueError`` naming it and the fix (``where`` says which template, e.g. "template 3 of prompts.txt")."""
+    if not isinstance(template, str):
+        raise ValueError(f"{where} must be a string with one '{{}}' slot, got {type(template).__name__}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise ValueError(
+            f"{where} {template!r} is not a valid template ({err}); write literal braces as '{{{{' and '}}}}'"
+        ) from None
+    if fields != [""]:
+        raise ValueError(
+            f"{where} {template!r} has {len(fields)} slots {['{' + f + '}' for f in fields]}; a template needs "
+            "exactly one '{}' where the class name goes, e.g. 'a photo of a {}.'"
+        )
+    return template
 
 
 def join_classes(classes: Iterable[str]) -> str:

@@ -11,6 +11,8 @@ from transformers import TrainingArguments
 from hf_spurious.losses import SpuriousAwareLoss
 from hf_spurious.text import TEMPLATE_SETS, TEMPLATES
 
+from .checks import check_combinations, check_names, check_numbers, cpu_only_launch
+
 TASKS = ("retrieval", "classification")
 FREEZE_POLICIES = ("projection", "full", "lora")
 WEIGHTS = (
@@ -30,6 +32,7 @@ CHOICES = {
     "if_no_positives": ("skip", "raise"),
     "sampling": ("uniform", "group_balanced"),
     "objective": ("erm", "group_dro"),
+    "retrieval_loss": ("auto", "clip", "sigmoid", "triplet"),
 }
 
 
@@ -60,6 +63,10 @@ class SpuriousTrainingArguments(TrainingArguments):
     spurious_form (`str`, defaults to `"contrastive"`): L_vs as `"contrastive"` or the code's `"cross_entropy"`.
     spurious_grouping (`str`, defaults to `"attribute"`): L_vs positives share the `"attribute"` or the
         `"class_attribute"` group.
+    retrieval_loss (`str`, defaults to `"auto"`): the retrieval L_CLIP, `"clip"` | `"sigmoid"` | `"triplet"`;
+        `"auto"` = the adapter's family (SigLIP: sigmoid, VSE++: triplet); triplet_margin,
+        triplet_max_violation. gather_global_negatives (`bool`, defaults to `True`): under DDP every term
+        sees the negatives of every process (the global batch).
 
     > Parameters that control the prompts, the model and what is trained
 
@@ -90,7 +97,9 @@ class SpuriousTrainingArguments(TrainingArguments):
     > default); for `task="classification"`, `metric_for_best_model="worst_group_accuracy"` and
     > `greater_is_better=True` unless given (set `load_best_model_at_end=True` with matching eval/save
     > strategies to keep the best-val-worst-group checkpoint, as the paper does). Under the `"projection"`
-    > policy `ddp_find_unused_parameters` defaults to `False`.
+    > policy `ddp_find_unused_parameters` defaults to `False`. Launched as several processes (`accelerate
+    > launch` / `torchrun`, `WORLD_SIZE` > 1) on a machine without a GPU, `use_cpu` is turned on: without it
+    > transformers runs N independent world-size-1 trainings into one output folder.
     """
 
     # --- task and losses ---
@@ -171,6 +180,29 @@ class SpuriousTrainingArguments(TrainingArguments):
             "choices": ["skip", "raise"],
         },
     )
+    retrieval_loss: str = field(
+        default="auto",
+        metadata={
+            "help": "Retrieval loss: 'clip' (symmetric InfoNCE), 'sigmoid' (SigLIP, with the model's logit "
+            "bias), 'triplet' (VSE++ hinge loss) or 'auto' (the model family's own loss).",
+            "choices": ["auto", "clip", "sigmoid", "triplet"],
+        },
+    )
+    triplet_margin: float = field(
+        default=0.2, metadata={"help": "Margin of the triplet retrieval loss (VSE++: 0.2)."}
+    )
+    triplet_max_violation: bool = field(
+        default=True,
+        metadata={"help": "Triplet loss: hardest negative only (VSE++) instead of the sum over negatives."},
+    )
+    gather_global_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "Under DDP, gather the embeddings (and labels) of every process so every contrastive and "
+            "cross-group term uses the global batch's negatives, with gradients equal to one process "
+            "holding the global batch. False: each process uses its own batch only."
+        },
+    )
     class_weight: float | None = field(
         default=None,
         metadata={"help": "Deprecated (removed in hf_spurious 0.3): use zero_shot_ce_weight."},
@@ -215,21 +247,23 @@ class SpuriousTrainingArguments(TrainingArguments):
     )
     lora_target_modules: list[str] | None = field(
         default=None,
-        metadata={"help": "LoRA target module names (freeze_policy='lora'); None = the adapter's default."},
+        metadata={
+            "help": "LoRA target module names (with --freeze-policy lora; default: the adapter's usual modules)."
+        },
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     train_text_embeddings: bool = field(
         default=False,
         metadata={
-            "help": "Also train CLIP's text token/position embeddings and final layer norm, as the released "
-            "code does under --freeze_language (spec §3.B.6). Turns cached features off."
+            "help": "Also train CLIP's text token/position embeddings and final layer norm, as the authors' "
+            "released code does under its --freeze_language option. Turns cached features off."
         },
     )
     use_cached_features: bool | None = field(
         default=None,
         metadata={
-            "help": "Train on pre-computed frozen-encoder features; None = on when freeze_policy='projection'."
+            "help": "Train on pre-computed frozen-encoder features (default: on with --freeze-policy projection, else off)."
         },
     )
     feature_cache_dir: str | None = field(
@@ -279,9 +313,9 @@ class SpuriousTrainingArguments(TrainingArguments):
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.freeze_policy not in FREEZE_POLICIES:
             raise ValueError(f"freeze_policy must be one of {FREEZE_POLICIES}, got {self.freeze_policy!r}")
-        for name in (*WEIGHTS, "dro_step_size"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_numbers(self, WEIGHTS)
+        check_names(self)
+        self.use_cpu = self.use_cpu or cpu_only_launch()
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -296,11 +330,13 @@ class SpuriousTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "worst_group_accuracy"
             if self.greater_is_better is None:
                 self.greater_is_better = True
-        self._check_losses()
+        check_combinations(self, WEIGHTS)
         if self.use_cached_features and self.train_text_embeddings:
-            raise ValueError("train_text_embeddings changes the text features: set use_cached_features=False")
+            raise ValueError(
+                "--train-text-embeddings changes the text features: pass --use-cached-features false"
+            )
         if self.use_cached_features and self.freeze_policy != "projection":
-            raise ValueError("use_cached_features needs frozen encoders: set freeze_policy='projection'")
+            raise ValueError("--use-cached-features needs frozen encoders: pass --freeze-policy projection")
         super().__post_init__()
 
     def _map_deprecated(self) -> None:
@@ -317,36 +353,6 @@ class SpuriousTrainingArguments(TrainingArguments):
             raise ValueError("give zero_shot_ce_weight or its deprecated name class_weight, not both")
         self.zero_shot_ce_weight, self.class_weight = self.class_weight, None
 
-    def _check_losses(self) -> None:
-        """Combinations of loss weights, prompts and objective that cannot train."""
-        per_example = self.clip_weight > 0 or self.zero_shot_ce_weight > 0
-        if self.task == "retrieval" and self.clip_weight == 0 and self.itm_weight == 0:
-            raise ValueError("every retrieval loss weight is 0; set clip_weight or itm_weight > 0")
-        if (
-            self.task == "classification"
-            and not per_example
-            and not any(getattr(self, w) > 0 for w in WEIGHTS[2:-1])
-        ):
-            raise ValueError("every loss weight is 0; set at least clip_weight or zero_shot_ce_weight > 0")
-        if self.objective == "group_dro" and self.task != "classification":
-            raise ValueError("objective='group_dro' needs task='classification' (groups = class x attribute)")
-        if self.objective == "group_dro" and not per_example:
-            raise ValueError(
-                "objective='group_dro' reweights per-example losses: set clip_weight or zero_shot_ce_weight > 0"
-            )
-        if self.text_spurious_weight > 0 and not self.attribute_names:
-            raise ValueError(
-                "text_spurious_weight > 0 needs attribute_names (e.g. --attribute_names land water)"
-            )
-        if (
-            self.spurious_form == "cross_entropy"
-            and self.image_spurious_weight > 0
-            and not self.attribute_prompts
-        ):
-            raise ValueError(
-                "spurious_form='cross_entropy' needs attribute_prompts (e.g. 'bird on land' 'bird on water')"
-            )
-
     @property
     def cached(self) -> bool:
         """Whether training runs on cached features (the default under the 'projection' policy)."""
@@ -355,9 +361,13 @@ class SpuriousTrainingArguments(TrainingArguments):
         return bool(self.use_cached_features)
 
 
-def build_loss(args: SpuriousTrainingArguments, *, with_itm: bool = False) -> SpuriousAwareLoss:
+def build_loss(
+    args: SpuriousTrainingArguments, *, with_itm: bool = False, family_loss: str = "clip"
+) -> SpuriousAwareLoss:
     """The :class:`~hf_spurious.losses.SpuriousAwareLoss` of ``args`` (weights and flags); ``with_itm``:
-    the model has an ITM head and trains on raw images (else ``itm_weight`` is ignored)."""
+    the model has an ITM head and trains on raw images (else ``itm_weight`` is ignored); ``family_loss``:
+    the adapter's retrieval loss, used when ``args.retrieval_loss`` is ``"auto"``."""
+    retrieval_loss = family_loss if args.retrieval_loss == "auto" else args.retrieval_loss
     return SpuriousAwareLoss(
         args.task,  # type: ignore[arg-type]
         clip_weight=args.clip_weight,
@@ -372,4 +382,8 @@ def build_loss(args: SpuriousTrainingArguments, *, with_itm: bool = False) -> Sp
         spurious_grouping=args.spurious_grouping,  # type: ignore[arg-type]
         mask_same_class_in_clip=args.mask_same_class_in_clip,
         if_no_positives=args.if_no_positives,  # type: ignore[arg-type]
+        retrieval_loss=retrieval_loss,  # type: ignore[arg-type]
+        triplet_margin=args.triplet_margin,
+        triplet_max_violation=args.triplet_max_violation,
+        gather_global_negatives=args.gather_global_negatives,
     )

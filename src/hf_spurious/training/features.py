@@ -2,12 +2,19 @@
 
 With the ``projection`` policy the vision and text encoders are frozen, so their pooled outputs
 (``adapter.image_features`` / ``adapter.text_features``, *before* the projections) are constants. They
-are computed once into a ``datasets.Dataset`` cached on disk under a fingerprint of the model and the
-data, and training runs the projections (and the same losses) on them.
+are computed once into a ``datasets.Dataset`` cached on disk under a key of the model (every weight) and the
+rows' *content* (image bytes, not paths: replacing an image file recomputes), and training runs the
+projections (and the same losses) on them. The log says whether a cache was reused and why. Under DDP the
+main process builds the cache while the others wait, then they read it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
 from hf_spurious.cache import digest
 from hf_spurious.models.adapters import VisionLanguageAdapter
@@ -22,23 +30,80 @@ from hf_spurious.models.adapters import VisionLanguageAdapter
 from .collators import ClassificationCollator, RetrievalCollator
 from .config import SpuriousTrainingArguments
 
+logger = logging.get_logger(__name__)
+
 # columns carried over from the raw rows to the feature rows
 PASSTHROUGH = ("label", "attribute", "group", "is_counterfactual", "image_id", "image_index")
 
 
-def _data_fingerprint(dataset: Any) -> str:
-    fp = getattr(dataset, "_fingerprint", None)
-    if fp:
-        return str(fp)
-    from datasets.fingerprint import Hasher  # lazy: datasets is heavy
+def _image_content(value: Any, files: dict[str, str]) -> Any:
+    """What an image cell stands for: its pixels or encoded bytes (a path is read, once per path)."""
+    if isinstance(value, (str, os.PathLike)):
+        key = str(value)
+        if key not in files:
+            try:
+                files[key] = hashlib.sha256(Path(key).read_bytes()).hexdigest()
+            except OSError as err:
+                raise ValueError(
+                    f"image file {key} cannot be read ({err}); fix the path in the dataset"
+                ) from None
+        return ("file", files[key])
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        data = value.get("bytes")
+        return ("bytes", hashlib.sha256(data).hexdigest()) if data else _image_content(value["path"], files)
+    return _value_content(value)
 
-    return Hasher.hash([dict(r) for r in dataset])
+
+def _value_content(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return (
+            "array",
+            str(value.dtype),
+            value.shape,
+            hashlib.sha256(np.ascontiguousarray(value)).hexdigest(),
+        )
+    if isinstance(value, (bytes, bytearray)):
+        return ("bytes", hashlib.sha256(value).hexdigest())
+    if hasattr(value, "tobytes") and hasattr(value, "mode"):  # a PIL image
+        return ("pil", value.mode, value.size, hashlib.sha256(value.tobytes()).hexdigest())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _undecoded(dataset: Any) -> Any:
+    """A ``datasets.Dataset`` with its image columns left as ``{"bytes", "path"}`` cells (not decoded)."""
+    features = getattr(dataset, "features", None)
+    if not features or not hasattr(dataset, "cast_column"):
+        return dataset
+    import datasets  # lazy: datasets is heavy
+
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    return dataset
+
+
+def content_digest(dataset: Any) -> str:
+    """Digest of what the rows hold, in order: every image by its content (the bytes of an image file or
+    an encoded cell, the pixels of a PIL image or an array; never only a path or a dataset fingerprint),
+    and every other value (caption, label, ...) as it is. Replacing an image file changes it."""
+    h, files = hashlib.sha256(), {}
+    for row in _undecoded(dataset):
+        parts = {
+            k: _image_content(v, files) if k == "image" else _value_content(v) for k, v in dict(row).items()
+        }
+        data = json.dumps(parts, sort_keys=True, default=repr).encode()
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
 
 
 def features_fingerprint(adapter: VisionLanguageAdapter, dataset: Any, task: str) -> str:
-    """Cache key: the adapter's ``fingerprint`` (config, processor settings, every weight) + data
-    fingerprint + task, by :func:`hf_spurious.cache.digest`."""
-    return digest(adapter.fingerprint, _data_fingerprint(dataset), task, "features-v2", length=20)
+    """Cache key: the adapter's ``fingerprint`` (config, processor settings, every weight) + the rows'
+    :func:`content_digest` + task, by :func:`hf_spurious.cache.digest`."""
+    return digest(adapter.fingerprint, content_digest(dataset), task, "features-v3", length=20)
 
 
 @torch.no_grad()
@@ -103,16 +168,38 @@ def cache_features(
     if cache_dir is not None:
         path = Path(cache_dir) / f"features-{features_fingerprint(adapter, dataset, task)}"
         if (path / "dataset_info.json").exists():
+            logger.warning(
+                f"feature cache: reusing {path}: same model weights and settings, same task and the same row "
+                "content (images compared by their bytes, captions and labels by value)"
+            )
             return datasets.load_from_disk(str(path)).with_format("numpy")
+        logger.warning(f"feature cache: computing the features of {len(dataset)} rows into {path}")
     cols = compute_features(adapter, dataset, task=task, processor=processor, batch_size=batch_size)
     out = datasets.Dataset.from_dict(
         {k: [np.asarray(v) if "features" in k else v for v in vals] for k, vals in cols.items()}
     )
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out.save_to_disk(str(path))
+        _save_new(out, path)
         out = datasets.load_from_disk(str(path))
     return out.with_format("numpy")
+
+
+def _save_new(dataset: Any, path: Path) -> None:
+    """Save into a hidden sibling, then rename it to ``path`` (a reader never sees half a cache; when
+    another process finished the same cache first, its copy is kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        dataset.save_to_disk(str(tmp))
+        if path.exists() and not (path / "dataset_info.json").exists():
+            shutil.rmtree(path)  # a partial cache left by an interrupted older version
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / "dataset_info.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 #: cached feature sets up to this size are read into memory once by :func:`feature_rows`

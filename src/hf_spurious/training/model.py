@@ -80,6 +80,9 @@ class TrainableAdapter(nn.Module):
         scale = self.adapter.logit_scale
         # a copy made inside forward: DDP must see the parameter used through this module's graph only once
         out["logit_scale"] = scale.clone() if isinstance(scale, torch.Tensor) else torch.tensor(float(scale))
+        bias_of = getattr(self.adapter, "logit_bias", None)  # SigLIP's sigmoid-loss bias; None elsewhere
+        bias = bias_of() if callable(bias_of) else None
+        out["logit_bias"] = bias.clone() if isinstance(bias, torch.Tensor) else bias
         return out
 
 

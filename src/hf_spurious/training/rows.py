@@ -44,14 +44,24 @@ def retrieval_rows(
 
 
 def counterfactual_rows(
-    dataset: Any, caption_column: str | None = None, image_column: str = "image"
-) -> list[dict[str, Any]]:
-    """D′ from a counterfactual builder output (a ``datasets.Dataset`` or list of dicts): ``image`` + the
-    edited caption column (``caption_column`` or the first of ``caption``/``edited_caption``/...).
+    dataset: Any,
+    caption_column: str | None = None,
+    image_column: str = "image",
+    *,
+    train_split: str | None = None,
+    exclude_image_ids: Iterable[Any] = (),
+) -> Any:
+    """D′ from a counterfactual builder output (a ``datasets.Dataset`` or a list of dicts): ``image``, the
+    edited caption (``caption_column`` or the first of ``caption``/``edited_caption``/...), ``image_id``
+    (``cf-<source id>:<removed class>``, else ``cf-<id>``) and ``is_counterfactual=True``.
 
-    A ``datasets.Dataset`` is narrowed to the image, caption and id columns (``mask`` and the rest are
-    dropped) and its image column read undecoded, so rows hold ``{"bytes", "path"}`` cells that the
-    collators decode per batch; no D′ image is held decoded in memory.
+    A ``datasets.Dataset`` comes back as a ``datasets.Dataset``: narrowed to those columns, its image column
+    read undecoded (``{"bytes", "path"}`` cells the collators decode per batch) and left memory-mapped, so
+    no D′ image is held in Python memory, whatever the size of D′. A list comes back as a list.
+
+    Rows built from another split than ``train_split`` (the ``source_split`` column) or from a source image
+    in ``exclude_image_ids`` (the evaluation split's images) are refused: training on them leaks the test
+    queries into D′.
     """
     columns = list(getattr(dataset, "column_names", None) or (dataset[0].keys() if len(dataset) else []))
     if image_column not in columns:
@@ -59,27 +69,109 @@ def counterfactual_rows(
     col = caption_column or next((c for c in CAPTION_COLUMNS if c in columns), None)
     if col is None or col not in columns:
         raise ValueError(
-            f"counterfactual data has no caption column; pass caption_column= (columns: {columns})"
+            f"counterfactual data has no caption column; pass its name with --caption-column (columns: {columns})"
         )
+    _refuse_leaks(dataset, columns, train_split, {str(i) for i in exclude_image_ids})
+    ids = _counterfactual_ids(dataset, columns)
+    captions = [_one_caption(c, i, col) for i, c in enumerate(_values(dataset, col))]
+    if not hasattr(dataset, "select_columns"):
+        return [
+            {"image": row[image_column], "caption": c, "image_id": i, "is_counterfactual": True}
+            for row, c, i in zip(dataset, captions, ids)
+        ]
+    ds = _undecoded(dataset, [image_column])
+    if image_column != "image":
+        ds = ds.rename_column(image_column, "image")
+    ds = ds.add_column("caption", captions).add_column("image_id", ids)
+    return ds.add_column("is_counterfactual", [True] * len(ds))
+
+
+def _values(dataset: Any, name: str) -> list[Any]:
+    """One column as a list (no image is decoded: only non-image columns are asked for)."""
+    if hasattr(dataset, "column_names"):
+        return list(dataset[name])
+    return [row[name] for row in dataset]
+
+
+def _one_caption(caption: Any, i: int, col: str) -> str:
+    if isinstance(caption, (list, tuple)):
+        caption = caption[0] if caption else ""
+    if caption is None or not str(caption).strip():
+        raise ValueError(f"counterfactual row {i} has an empty {col!r}; drop it or rebuild the split")
+    return str(caption)
+
+
+def _counterfactual_ids(dataset: Any, columns: list[str]) -> list[str]:
+    """``cf-<source_image_id>:<target_class>`` (one id per counterfactual image), else ``cf-<image_id|id>``,
+    else ``cf-<row>``."""
+    if "source_image_id" in columns:
+        sources = _values(dataset, "source_image_id")
+        targets = _values(dataset, "target_class") if "target_class" in columns else [None] * len(sources)
+        return [f"cf-{s}:{t}" if t else f"cf-{s}" for s, t in zip(sources, targets)]
     id_col = next((c for c in ("image_id", "id") if c in columns), None)
-    dataset = _undecoded(dataset, [c for c in (image_column, col, id_col) if c])
-    rows = []
-    for i, row in enumerate(dataset):
-        caption = row[col]
-        if isinstance(caption, (list, tuple)):
-            caption = caption[0] if caption else ""
-        if not caption or not str(caption).strip():
-            raise ValueError(f"counterfactual row {i} has an empty {col!r}; drop it or rebuild the split")
-        image_id = f"cf-{row[id_col]}" if id_col else f"cf-{i}"
-        rows.append(
-            {
-                "image": row[image_column],
-                "caption": str(caption),
-                "image_id": image_id,
-                "is_counterfactual": True,
-            }
-        )
-    return rows
+    if id_col is None:
+        return [f"cf-{i}" for i in range(len(dataset))]
+    return [f"cf-{v}" for v in _values(dataset, id_col)]
+
+
+def _refuse_leaks(dataset: Any, columns: list[str], train_split: str | None, held_out: set[str]) -> None:
+    """Raise when a D′ row comes from another split than ``train_split`` or from a held-out image."""
+    if train_split is not None and "source_split" in columns:
+        splits = _values(dataset, "source_split")
+        bad = [i for i, s in enumerate(splits) if s and s != train_split]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} counterfactual rows were built from another split than {train_split!r} "
+                f"(row {bad[0]}: source_split {splits[bad[0]]!r}); D′ must come from the training split: "
+                f"point --counterfactual-dir at the {train_split!r} split of the export "
+                f"(--counterfactual-split / --counterfactual-config) or rebuild it with --split {train_split}"
+            )
+    if held_out and "source_image_id" in columns:
+        sources = [str(s) for s in _values(dataset, "source_image_id")]
+        bad = [i for i, s in enumerate(sources) if s in held_out]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} counterfactual rows were built from images of the evaluation split "
+                f"(row {bad[0]}: source_image_id {sources[bad[0]]!r}); training on them leaks the evaluation "
+                "data: rebuild D′ from the training split only"
+            )
+
+
+def training_pairs(d_rows: list[dict[str, Any]], d_prime: Any) -> Any:
+    """D ∪ D′ in one dataset: a list when D′ is a list, else a ``datasets.Dataset`` whose D′ part stays
+    memory-mapped (D is only paths and captions)."""
+    if not hasattr(d_prime, "column_names"):
+        return list(d_rows) + list(d_prime)
+    import datasets  # lazy: datasets is heavy and only needed for a datasets.Dataset input
+
+    features = datasets.Features(
+        {
+            "image": datasets.Image(decode=False),
+            "caption": datasets.Value("string"),
+            "image_id": datasets.Value("string"),
+            "is_counterfactual": datasets.Value("bool"),
+        }
+    )
+    d = datasets.Dataset.from_dict(
+        {
+            "image": [_image_cell(r["image"]) for r in d_rows],
+            "caption": [str(r["caption"]) for r in d_rows],
+            "image_id": [str(r["image_id"]) for r in d_rows],
+            "is_counterfactual": [bool(r.get("is_counterfactual", False)) for r in d_rows],
+        },
+        features=features,
+    )
+    if d_prime.features != features:  # a cast rewrites every D′ image: only when the builder's types differ
+        d_prime = d_prime.cast(features)
+    return datasets.concatenate_datasets([d, d_prime])
+
+
+def _image_cell(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {"bytes": value.get("bytes"), "path": value.get("path")}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": bytes(value), "path": None}
+    return {"bytes": None, "path": str(value)}
 
 
 def _undecoded(dataset: Any, keep: list[str]) -> Any:

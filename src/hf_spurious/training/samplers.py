@@ -22,10 +22,22 @@ def group_weights(groups: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return 1.0 / counts[g].double()
 
 
+def global_draw_size(num_examples: int, global_batch: int) -> int:
+    """Draws per epoch: ``num_examples`` rounded up to whole global batches (``global_batch`` = per-process
+    batch x processes), so that every process gets only whole batches of the one global draw and none is
+    padded with repeated draws (accelerate's ``even_batches``). The trainer uses it with 2+ processes only
+    (one process keeps ``num_examples`` draws, a partial last batch included)."""
+    if num_examples <= 0 or global_batch <= 0:
+        raise ValueError(f"need num_examples > 0 and global_batch > 0, got {num_examples}, {global_batch}")
+    return -(-num_examples // global_batch) * global_batch
+
+
 class GroupBalancedSampler(Sampler[int]):
     """Draws ``num_samples`` (default ``len(groups)``) indices per epoch **with replacement**, each example
     with probability proportional to ``1 / |group|``. Seeded by ``(seed, epoch)``; the Trainer calls
-    :meth:`set_epoch` each epoch, so every process of a distributed run draws the same sequence."""
+    :meth:`set_epoch` each epoch, so every process of a distributed run draws the same sequence, of which
+    accelerate's data loader gives process r the batches r, r + N, ... (disjoint shares of one draw; size
+    the draw with :func:`global_draw_size` so no process is padded)."""
 
     def __init__(
         self, groups: Sequence[int] | torch.Tensor, num_samples: int | None = None, seed: int = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -24,11 +23,12 @@ from .collators import MISSING, ClassificationCollator, RetrievalCollator
 from .config import SpuriousTrainingArguments, build_loss
 from .features import cached_datasets
 from .group_dro import GroupDRO
+from .hooks import TemperatureClamp, itm_term, step_decay_scheduler
 from .metrics import group_metrics, retrieval_recall_metrics
 from .model import SpuriousModel, TrainableAdapter, load_checkpoint_weights, prepare_adapter
 from .prompts import prompt_inputs
 from .rows import dataset_groups, infer_num_attributes, with_image_index
-from .samplers import GroupBalancedSampler
+from .samplers import GroupBalancedSampler, global_draw_size
 
 logger = logging.get_logger(__name__)
 DRO_STATE = "group_dro.json"
@@ -61,9 +61,11 @@ class SpuriousAwareTrainer(Trainer):
 
     Logged per logging step (mean over the steps; ``eval_`` prefix in evaluation): ``<term>_loss`` for
     every active term (``clip``, ``class_ce``, ``image_class``, ``text_class``, ``image_spurious``,
-    ``text_spurious``, ``itm``), ``skipped_<term>`` when a contrastive term had no positive pair in some
-    batches (``if_no_positives="skip"``), and ``dro_q_<g>`` (Group DRO weights). A non-finite loss raises
-    ``FloatingPointError`` naming the terms.
+    ``text_spurious``, ``itm``), ``skipped_<term>`` for batches where a term was undefined (a contrastive
+    term without a positive pair under ``if_no_positives="skip"``; ITM on a batch of one image's captions),
+    ``dro_q_<g>`` (Group DRO weights). A non-finite loss raises ``FloatingPointError`` naming the terms.
+    Under DDP the terms see every process's rows (``gather_global_negatives``); BLIP's temperature is
+    clamped to [0.001, 0.5] after every optimizer step.
     """
 
     _tag_names = ["hf-spurious", "spurious-correlations", "vision-language"]
@@ -102,7 +104,8 @@ class SpuriousAwareTrainer(Trainer):
             "eval": defaultdict(list),
         }
         self._prompt_inputs = prompt_inputs(self.adapter, args, processing_class)
-        if args.ddp_find_unused_parameters is None and args.freeze_policy == "projection":
+        triplet = self.task == "retrieval" and self.loss_fn.retrieval_loss == "triplet"  # no logit scale
+        if args.ddp_find_unused_parameters is None and args.freeze_policy == "projection" and not triplet:
             args.ddp_find_unused_parameters = False  # every projection and the scale take part in every step
         super().__init__(
             model=TrainableAdapter(self.adapter),
@@ -117,6 +120,7 @@ class SpuriousAwareTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        self.add_callback(TemperatureClamp(self.adapter))
         if hasattr(self.adapter.model, "add_model_tags"):
             self.adapter.model.add_model_tags(self._tag_names)
 
@@ -130,7 +134,7 @@ class SpuriousAwareTrainer(Trainer):
             raise TypeError("args must be a SpuriousTrainingArguments")
         if args.task == "classification" and not args.class_names:
             raise ValueError(
-                "task='classification' needs class_names (e.g. --class_names landbird waterbird)"
+                "--task classification needs --class-names (e.g. --class-names landbird waterbird)"
             )
         return args
 
@@ -146,9 +150,10 @@ class SpuriousAwareTrainer(Trainer):
         if with_itm and args.cached and args.itm_weight > 0:
             logger.warning(
                 "BLIP's ITM loss needs raw images (cross-attention), so it is off with cached features; "
-                "use freeze_policy='full' or 'lora' to train with ITM"
+                "use --freeze-policy full or lora to train with ITM"
             )
-        return build_loss(args, with_itm=with_itm and not args.cached)
+        family = getattr(self.adapter, "retrieval_loss", "clip")
+        return build_loss(args, with_itm=with_itm and not args.cached, family_loss=family)
 
     def _prepare_datasets(
         self, args: SpuriousTrainingArguments, processor: Any, train_dataset: Any, eval_dataset: Any
@@ -197,22 +202,28 @@ class SpuriousAwareTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.args.sampling == "group_balanced":
             ds = train_dataset if train_dataset is not None else self.train_dataset
-            groups = (
-                self.train_groups if ds is self.train_dataset else dataset_groups(ds, self.num_attributes)
-            )
-            return GroupBalancedSampler(groups, seed=self.args.data_seed or self.args.seed)
+            same = ds is self.train_dataset
+            groups = self.train_groups if same else dataset_groups(ds, self.num_attributes)
+            # one seeded global draw, identical on every process; accelerate gives each process its own
+            # batches of it (disjoint shares, tests/test_ddp.py). Under DDP the draw is whole global batches
+            # so no process is padded with repeats; one process keeps len(groups) draws (as before).
+            n, world = len(groups), self.args.world_size
+            draws = global_draw_size(n, self.args.train_batch_size * world) if world > 1 else n
+            return GroupBalancedSampler(groups, num_samples=draws, seed=self.args.data_seed or self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         every = self.args.lr_step_decay_every_epochs
         if every is None or self.lr_scheduler is not None:
             return super().create_scheduler(num_training_steps, optimizer)
-        optimizer = optimizer if optimizer is not None else self.optimizer
-        per_epoch = math.ceil(len(self.train_dataset) / (self.args.train_batch_size * self.args.world_size))
-        per_epoch = max(1, per_epoch // self.args.gradient_accumulation_steps)
-        interval, factor = max(1, round(every * per_epoch)), self.args.lr_step_decay_factor
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: factor ** (step // interval)
+        self.lr_scheduler = step_decay_scheduler(
+            optimizer if optimizer is not None else self.optimizer,
+            num_rows=len(self.train_dataset),
+            batch_size=self.args.train_batch_size,
+            world_size=self.args.world_size,
+            accumulation=self.args.gradient_accumulation_steps,
+            every_epochs=every,
+            factor=self.args.lr_step_decay_factor,
         )
         self._created_lr_scheduler = True
         return self.lr_scheduler
@@ -227,16 +238,7 @@ class SpuriousAwareTrainer(Trainer):
     def _loss_inputs(self, out: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
         """The keyword inputs of ``self.loss_fn`` beyond the image / text embeddings and the scale."""
         if self.task == "retrieval":
-
-            def itm() -> torch.Tensor:  # called inside the loss, after L_CLIP (same graph order as before)
-                return self.adapter.itm_loss(
-                    pixel_values=inputs["pixel_values"],
-                    input_ids=inputs["input_ids"],
-                    attention_mask=inputs["attention_mask"],
-                    ids=inputs.get("image_index"),  # captions of one image are not ITM negatives
-                ).itm
-
-            return {"itm_loss": itm}
+            return {"itm_loss": itm_term(self.adapter, inputs), "logit_bias": out.get("logit_bias")}
         labels, prompts = inputs["labels"], out["prompt_embeds"]
         t, c = len(self.args.templates), len(self.args.class_names)
         class_embeds = prompts["class"].reshape(t, c, -1)
@@ -244,6 +246,7 @@ class SpuriousAwareTrainer(Trainer):
             raise ValueError(f"labels must lie in [0, {c}) for class_names {self.args.class_names}")
         return {
             "labels": labels,
+            "groups": inputs.get("groups") if self.dro is not None else None,
             "attributes": inputs.get("attributes"),
             "class_embeds": class_embeds,
             "attribute_embeds": prompts.get("attribute"),  # (T * S, D): reshaped where L_ls uses it
@@ -262,14 +265,14 @@ class SpuriousAwareTrainer(Trainer):
         terms = self.loss_fn(
             out["image_embeds"], out["text_embeds"], out["logit_scale"], **self._loss_inputs(out, inputs)
         )
-        per_example = terms.pop("per_example")
+        per_example, groups = terms.pop("per_example"), terms.pop("groups")
         if per_example is None:
             loss = out["logit_scale"].new_zeros(())
         elif self.dro is not None:
-            reduce = (
-                (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
-            )
-            loss = self.dro.loss(per_example, inputs["groups"], update=mode == "train", all_reduce=reduce)
+            # gathered rows: every process already holds the global batch; else sum the group statistics
+            local = self.accelerator.num_processes > 1 and not self.loss_fn.gathers()
+            reduce = (lambda t: self.accelerator.reduce(t, "sum")) if local else None
+            loss = self.dro.loss(per_example, groups, update=mode == "train", all_reduce=reduce)
         else:
             loss = per_example.mean()
         loss = self.loss_fn.add_batch_terms(loss, terms)
@@ -287,11 +290,8 @@ class SpuriousAwareTrainer(Trainer):
         names = self.loss_fn.active
         nan = torch.tensor(float("nan"), device=device)
         row = torch.stack([(terms[n].detach().float() if terms.get(n) is not None else nan) for n in names])
-        gathered = (
-            self.accelerator.gather(row.unsqueeze(0))
-            if self.accelerator.num_processes > 1
-            else row.unsqueeze(0)
-        ).cpu()
+        many = self.accelerator.num_processes > 1
+        gathered = (self.accelerator.gather(row.unsqueeze(0)) if many else row.unsqueeze(0)).cpu()
         for j, name in enumerate(names):
             self._metrics[mode][LOG_NAMES[name]].append(gathered[:, j])
 

@@ -9,6 +9,9 @@ Rules (spec §1.4, §3.A.8):
 * rule phrases: ``phrases`` maps a multi-word phrase to a class or to ``None`` (a blocker that consumes its
   tokens and names no class: "train track"); ``modifiers`` turn "<modifier> <word of class X>" into X
   ("baby elephant" is elephant, not person; "passenger train" is train, not person);
+* verb rule: ``verbs`` lists class words that are also verbs; their third-person form directly
+  followed by a determiner or possessive ("A boy *trains his* dog", "A woman *ties her* shoe") is a
+  verb and names no class, unless a determiner or number precedes it ("two trains the ..." stays a noun);
 * priority when two entries produce the same surface form: rule phrase > written word > modifier rule >
   generated plural; among generated forms of equal priority the class listed first wins. Two classes
   listing the same written word is an error.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hf_spurious.records import Phrase
-from hf_spurious.vocab.forms import TOKEN_RE, entry_forms, tokenize
+from hf_spurious.vocab.forms import TOKEN_RE, entry_forms, plural_forms, tokenize
 
 Span = tuple[int, int, str]
 _PRIORITY_PHRASE, _PRIORITY_WORD, _PRIORITY_MODIFIER, _PRIORITY_PLURAL = 0, 1, 2, 3
@@ -39,6 +42,49 @@ class ModifierRule:
 
     modifiers: tuple[str, ...]
     classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerbRule:
+    """Class words that double as verbs: ``<-s form> <one of before>`` is a verb, not a mention."""
+
+    words: tuple[str, ...]
+    before: tuple[str, ...] = (
+        "a", "an", "the", "his", "her", "their", "its", "my", "our", "your", "this", "that", "these",
+        "those", "him", "them",
+    )  # fmt: skip
+
+
+#: Words before a verb-rule form that make it a noun ("the trains", "two ties").
+_NOUN_LEFT = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "several",
+        "many",
+        "some",
+        "these",
+        "those",
+        "his",
+        "her",
+        "their",
+        "its",
+        "my",
+        "our",
+        "your",
+        "no",
+    ]
+)
 
 
 class ClassVocabulary:
@@ -57,6 +103,7 @@ class ClassVocabulary:
         *,
         phrases: Mapping[str, str | None] | None = None,
         modifiers: Iterable[ModifierRule] = (),
+        verbs: VerbRule | None = None,
         classes: Iterable[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
@@ -66,6 +113,7 @@ class ClassVocabulary:
         self._words = {str(c): tuple(dict.fromkeys(w.strip().lower() for w in ws)) for c, ws in words.items()}
         self._phrases = dict(phrases or {})
         self._modifiers = tuple(modifiers)
+        self._verbs = verbs
         self.metadata: dict[str, Any] = dict(metadata or {})
         all_classes = tuple(self._words)
         selected = tuple(all_classes if classes is None else dict.fromkeys(classes))
@@ -92,6 +140,10 @@ class ClassVocabulary:
         self._lengths = tuple(sorted({len(f) for f in self._ngrams}, reverse=True))
         self._starters = frozenset(f[0] for f in self._ngrams)
         self._index = {c: i for i, c in enumerate(self.classes)}
+        self._verb_forms: frozenset[str] = frozenset(
+            f for w in (verbs.words if verbs else ()) for f in plural_forms(w.lower()) if " " not in w
+        )
+        self._verb_next: frozenset[str] = frozenset(verbs.before if verbs else ())
 
     # ------------------------------------------------------------------ construction
     def _check(self) -> None:
@@ -173,10 +225,19 @@ class ClassVocabulary:
                     i += 1
         uni = self._unigrams
         for i, t in enumerate(toks):
-            if t in uni and (taken is None or not taken[i]):
+            if t in uni and (taken is None or not taken[i]) and not self._is_verb(toks, i):
                 found.append((i, i + 1, uni[t]))
         found.sort()
         return [(i, j, c) for i, j, c in found if c is not None]
+
+    def _is_verb(self, toks: Sequence[str], i: int) -> bool:
+        """The verb rule: ``toks[i]`` is a listed verb's -s form before a determiner, not after one."""
+        return (
+            toks[i] in self._verb_forms
+            and i + 1 < len(toks)
+            and toks[i + 1] in self._verb_next
+            and (i == 0 or toks[i - 1] not in _NOUN_LEFT)
+        )
 
     def _tokens(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
         if not isinstance(text, str):
@@ -195,7 +256,8 @@ class ClassVocabulary:
         low = text.lower()
         toks = TOKEN_RE.findall(low) if len(low) == len(text) else self._tokens(text)[0]
         uni = self._unigrams
-        if not self._lengths or not any(t in self._starters for t in toks):
+        slow = any(t in self._starters or t in self._verb_forms for t in toks)
+        if not (self._lengths or self._verb_forms) or not slow:
             return frozenset(c for t in toks if (c := uni.get(t)) is not None)
         return frozenset(c for _, _, c in self._match(toks))
 
@@ -247,6 +309,11 @@ class ClassVocabulary:
                 "modifiers": [
                     {"words": list(r.modifiers), "classes": list(r.classes)} for r in self._modifiers
                 ],
+                **(
+                    {"verbs": {"words": list(self._verbs.words), "before": list(self._verbs.before)}}
+                    if self._verbs
+                    else {}
+                ),
             },
         }
 

@@ -4,7 +4,8 @@ Accepted file shapes (YAML or JSON):
 
 * plain: a mapping ``class -> [words...]``;
 * full: ``{"name": ..., "classes": {class: [words...]}, "default_classes": [...],
-  "rules": {"phrases": {phrase: class | null}, "modifiers": [{"words": [...], "classes": [...]}]},
+  "rules": {"phrases": {phrase: class | null}, "modifiers": [{"words": [...], "classes": [...]}],
+  "verbs": {"words": [...], "before": [...]}},
   "metadata": {...}}`` (every key but ``classes`` optional; other top-level keys such as ``description``
   or ``source`` are kept as metadata).
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from hf_spurious.vocab.core import ClassVocabulary, ModifierRule, VocabularyError
+from hf_spurious.vocab.core import ClassVocabulary, ModifierRule, VerbRule, VocabularyError
 
 BUILTIN = ("coco", "flickr30k", "shapes")
 _STRUCT_KEYS = {"name", "classes", "default_classes", "rules", "metadata"}
@@ -122,6 +123,7 @@ def vocabulary_from_dict(
                 tuple(_word_list(rule["classes"], f"{source}: rules.modifiers[{i}].classes")),
             )
         )
+    verbs = _verb_rule(rules.get("verbs"), source)
     if classes is None and data.get("default_classes") is not None:
         classes = _word_list(data["default_classes"], f"{source}: default_classes")
     metadata = dict(data.get("metadata") or {})
@@ -133,8 +135,23 @@ def vocabulary_from_dict(
             words,
             phrases=phrases,
             modifiers=modifiers,
+            verbs=verbs,
             classes=classes,
             metadata=metadata,
         )
     except VocabularyError as err:
         raise VocabularyError(f"{source}: {err}") from None
+
+
+def _verb_rule(value: Any, source: str) -> VerbRule | None:
+    """``rules.verbs``: ``{"words": [...], "before": [...]}`` (``before`` optional) or a plain word list."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return VerbRule(tuple(_word_list(value, f"{source}: rules.verbs")))
+    if not isinstance(value, Mapping) or "words" not in value:
+        raise VocabularyError(f"{source}: rules.verbs must be a word list or a mapping with a 'words' list")
+    words = tuple(_word_list(value["words"], f"{source}: rules.verbs.words"))
+    if value.get("before") is None:
+        return VerbRule(words)
+    return VerbRule(words, tuple(_word_list(value["before"], f"{source}: rules.verbs.before")))

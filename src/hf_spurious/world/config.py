@@ -7,6 +7,8 @@ order, in ``world.json``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,13 +98,41 @@ def _freeze(config: Any, *names: str) -> None:
         object.__setattr__(config, name, tuple(getattr(config, name)))
 
 
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "bool": "true or false"}
+MAX_IMAGE_SIZE = 1024  # a world image is drawn in memory per glyph: keep the side sane
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_types(config: Any) -> None:
+    """Every int / float / bool field (and each number of a ``tuple[float, ...]`` field) has its type:
+    a ValueError names the field (``--set train_size=abc`` is not a size)."""
+    for f in dataclasses.fields(config):
+        kind, value = str(f.type), getattr(config, f.name)
+        if kind in _TYPE_WORDS and not _type_ok(kind, value):
+            raise ValueError(f"{f.name} must be {_TYPE_WORDS[kind]}, got {value!r}")
+        if kind.startswith("tuple[float") and (
+            not isinstance(value, (tuple, list)) or not all(_type_ok("float", v) for v in value)
+        ):
+            raise ValueError(f"{f.name} must be a list of finite numbers, got {value!r}")
+
+
 def _check_counts(config: Any, names: Sequence[str]) -> None:
-    """Counts must be >= 0 and the image side >= 16 pixels."""
+    """Counts must be >= 0 and the image side in [16, MAX_IMAGE_SIZE] pixels."""
+    _check_types(config)
     for name in names:
         if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be >= 0")
-    if config.image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {config.image_size}")
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if not 16 <= config.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be in [16, {MAX_IMAGE_SIZE}] pixels, got {config.image_size}")
 
 
 def _check_unit(config: Any, probabilities: Sequence[str], ranges: dict[str, tuple[float, float]]) -> None:
@@ -197,6 +227,9 @@ class WorldConfig:
             raise ValueError(f"unknown classes {unknown}; choose from {SHAPES_CLASSES}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes contains duplicates")
+        bad = [p for p in self.pairs if len(p) != 2]
+        if bad:
+            raise ValueError(f"pairs holds (anchor, partner) pairs, got {list(bad[0])}")
         anchors = [a for a, _ in self.pairs]
         for anchor, partner in self.pairs:
             if anchor not in self.classes or partner not in self.classes or anchor == partner:

@@ -28,18 +28,21 @@ from hf_spurious.world.layouts import write_classification, write_retrieval
 def generate_world(config: WorldConfig | ClassificationWorldConfig, out_dir: str | Path) -> dict[str, Any]:
     """Write a world to ``out_dir`` in its real on-disk layout and return a summary of what was drawn.
 
-    Same config (and seed) -> byte-identical files. The config is saved in ``world.json``.
+    Same config (and seed) -> byte-identical files. The config is saved in ``world.json``, written last: it
+    marks a complete world. Regenerating into a folder first removes the old ``world.json``, so a
+    regeneration that is interrupted half-way is never read as a complete world.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, WorldConfig):
-        variant, summary = "retrieval", write_retrieval(config, out)
-    elif isinstance(config, ClassificationWorldConfig):
-        variant, summary = "classification", write_classification(config, out)
-    else:
-        raise TypeError(
+    if not isinstance(config, (WorldConfig, ClassificationWorldConfig)):
+        raise ValueError(
             f"config must be a WorldConfig or ClassificationWorldConfig, got {type(config).__name__}"
         )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "world.json").unlink(missing_ok=True)
+    if isinstance(config, WorldConfig):
+        variant, summary = "retrieval", write_retrieval(config, out)
+    else:
+        variant, summary = "classification", write_classification(config, out)
     meta = {"variant": variant, "format_version": FORMAT_VERSION, "config": dataclasses.asdict(config)}
     atomic_write_text(out / "world.json", json.dumps(meta, indent=2) + "\n")
     return {"variant": variant, "out_dir": str(out), "seed": config.seed, **summary}

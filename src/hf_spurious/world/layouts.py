@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from hf_spurious.cache import atomic_write_json
+from hf_spurious.cache import atomic_write_json, atomic_write_text
 from hf_spurious.images import encode_png
 from hf_spurious.world.captions import bird_caption, make_caption
 from hf_spurious.world.config import (
@@ -265,7 +265,7 @@ def _write_metadata(path: Path, rows: list[tuple[Any, ...]]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["img_id", "img_filename", "y", "split", "place"])
     writer.writerows(rows)
-    path.write_text(buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_classification(config: ClassificationWorldConfig, out: Path) -> dict[str, Any]:

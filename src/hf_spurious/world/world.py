@@ -124,7 +124,8 @@ def load_world(out_dir: str | Path) -> World:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{path}: no world.json; generate the world with `hf-spurious world`"
+            f"{path}: no world.json (never generated, or its generation was interrupted); generate the "
+            "world with `hf-spurious world --out DIR`"
         ) from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON ({err})") from None

@@ -62,3 +62,36 @@ def gradcam_grid(items: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> byt
         for item in items
     ]
     return image_grid(rows, column_titles=["image", *keys], row_labels=[item["group"] for item in items])
+
+
+def shapes_legend(classes: Sequence[str], tile: int = 48, per_row: int = 7) -> bytes:
+    """How each SpuriousShapes class is drawn: one tile per class (its glyph, colour and texture), titled."""
+    from hf_spurious.world import GLYPHS
+    from hf_spurious.world.render import draw_glyph
+    from hf_spurious.world.shapes import SHAPES, place_polygon
+
+    unknown = [c for c in classes if c not in GLYPHS]
+    if unknown or not classes:
+        raise ValueError(
+            f"shapes_legend: no glyph for {unknown or 'an empty class list'}; known: {list(GLYPHS)}"
+        )
+    plt = pyplot()
+    nrows = -(-len(classes) // per_row)
+    ncols = min(per_row, len(classes))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.15 * ncols, 1.3 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, name in enumerate(classes):
+        spec = GLYPHS[name]
+        unit_outer, unit_inner = SHAPES[spec.shape]
+        img = np.full((tile, tile, 3), 235, np.uint8)
+        outer = place_polygon(unit_outer, (tile / 2, tile / 2), tile * 0.38, 0.0)
+        inner = (
+            None if unit_inner is None else place_polygon(unit_inner, (tile / 2, tile / 2), tile * 0.38, 0.0)
+        )
+        draw_glyph(img, outer, inner, spec.colour, texture=spec.texture, outline=(15, 15, 15))
+        ax = axes[k // per_row][k % per_row]
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    return figure_png(fig)

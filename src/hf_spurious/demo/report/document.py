@@ -206,8 +206,10 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f3f3f3}
 td{text-align:left}caption{caption-side:top;font-weight:600;text-align:left;padding:.3em 0}
-mark{background:#ffd54f;font-weight:600}img.thumb{width:96px;image-rendering:pixelated}
+mark{background:#ffd54f;font-weight:600}img.thumb{width:128px;max-width:none;image-rendering:pixelated}
+img{max-width:100%;height:auto}table{max-width:100%}td,th{overflow-wrap:break-word}
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}.pass{color:#1b5e20}.fail{color:#b71c1c}
+@media (max-width:900px){body{margin:1em auto}table{font-size:.8em}img.thumb{width:96px}}
 """
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from hf_spurious.evaluation.plots import bar_chart
 
 from ..claims import metric_values
-from .charts import gradcam_grid, image_grid, png_bytes
-from .document import Cell, Figure, ImageRef, Paragraph, Report, Section, Table, fmt, highlight
+from .charts import gradcam_grid
+from .document import Block, Cell, Figure, Paragraph, Report, Section, Table, fmt
+from .examples import Visuals, examples_section
 
 QUERY_SETS = ("partner", "random", "anchor")
 IMAGE_METHODS = ("inpainted", "oracle")
@@ -26,21 +26,6 @@ CLASSIFICATION_ARMS = (
     ("clip+vc+lc+ls", "L_CLIP + L_vc + L_lc + L_ls"),
 )
 Runs = list[Mapping[str, Any]]
-
-
-@dataclass
-class Visuals:
-    """Pictures for the report that do not belong in ``results.json`` (uint8 ``HxWx3`` arrays).
-
-    ``triples``: dicts with ``original``, ``inpainted``, ``oracle`` images, ``caption``, ``edited``, ``removed``.
-    ``retrieval_examples``: dicts with ``image`` (the inpainted query), ``removed``, ``present`` and ``rankings``
-    (model -> list of ``{"text", "spans"}``; spans are the removed-class mentions to highlight).
-    ``gradcam``: dicts with ``group``, ``image`` and ``maps`` (arm -> ``HxW`` heat map in ``[0, 1]``).
-    """
-
-    triples: list[dict[str, Any]] = field(default_factory=list)
-    retrieval_examples: list[dict[str, Any]] = field(default_factory=list)
-    gradcam: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _runs(results: Mapping[str, Any], model: str) -> Runs:
@@ -118,17 +103,9 @@ def _comparison_row(
     ]
 
 
-def _mitigate_section(results: Mapping[str, Any], report: Report) -> Section:
-    ret = results["retrieval"]
-    mitigate = Section("Mitigate: retrieval (A = fine-tune on D, B = on D ∪ D′, same steps and seed)")
-    mitigate.blocks.append(
-        Paragraph(
-            f"D′ holds {ret.get('d_prime', '?')} counterfactual training pairs (inpainted image, noun-phrase-removed "
-            "caption). B is compared with A, never with the biased checkpoint: any fine-tuning improves the "
-            "undertrained biased model."
-        )
-    )
-    biased, a_runs, b_runs = _runs(results, "biased"), _runs(results, "A"), _runs(results, "B")
+def _comparison_table(family: str, models: Mapping[str, Runs]) -> Table:
+    """Biased, A, B and B − A per query set and metric, for one model family's runs."""
+    biased, a_runs, b_runs = (list(models.get(k, [])) for k in ("biased", "A", "B"))
     rows = [
         _comparison_row(f"{qset} removed, {method}", m, biased, a_runs, b_runs, "sets", f"{qset}/{method}", m)
         for qset in QUERY_SETS
@@ -141,13 +118,30 @@ def _mitigate_section(results: Mapping[str, Any], report: Report) -> Section:
         for m in RECALL_KEYS
     ]
     seeds = len(a_runs)
+    caption = f"Retrieval, {seeds} fine-tuning seed{'s' if seeds != 1 else ''} (mean ± sample std)"
+    return Table(
+        ["query set", "metric", "biased", "A: D only", "B: D ∪ D′", "B − A"],
+        rows,
+        caption=f"{family}: {caption}" if family else caption,
+    )
+
+
+def _mitigate_section(results: Mapping[str, Any], report: Report) -> Section:
+    ret = results["retrieval"]
+    mitigate = Section("Mitigate: retrieval (A = fine-tune on D, B = on D ∪ D′, same steps and seed)")
     mitigate.blocks.append(
-        Table(
-            ["query set", "metric", "biased", "A: D only", "B: D ∪ D′", "B − A"],
-            rows,
-            caption=f"Retrieval, {seeds} fine-tuning seed{'s' if seeds != 1 else ''} (mean ± sample std)",
+        Paragraph(
+            f"D′ holds {ret.get('d_prime', '?')} counterfactual training pairs (inpainted image, noun-phrase-removed "
+            "caption). B is compared with A, never with the biased checkpoint: any fine-tuning improves the "
+            "undertrained biased model."
         )
     )
+    families = [("tiny CLIP (ViT, contrastive loss)", ret.get("models", {}))]
+    if ret.get("vsepp", {}).get("models"):
+        families.append(("tiny VSE++ (CNN + Bi-GRU, triplet loss)", ret["vsepp"]["models"]))
+    for name, models in families:
+        mitigate.blocks.append(_comparison_table(name if len(families) > 1 else "", models))
+    a_runs, b_runs = _runs(results, "A"), _runs(results, "B")
     if a_runs and b_runs:
         series = {
             label: [
@@ -168,54 +162,12 @@ def _mitigate_section(results: Mapping[str, Any], report: Report) -> Section:
     return mitigate
 
 
-def _examples_section(report: Report, visuals: Visuals) -> Section:
-    examples = Section("Examples: counterfactual queries and what the models retrieve")
-    if visuals.triples:
-        name = report.add_image(
-            "triples",
-            image_grid(
-                [[t["original"], t["inpainted"], t["oracle"]] for t in visuals.triples],
-                column_titles=["original", "inpainted", "oracle"],
-                row_labels=[f"− {', '.join(t['removed'])}" for t in visuals.triples],
-            ),
-        )
-        examples.blocks.append(
-            Figure(name, "Original test image, its inpainted counterfactual and the oracle redraw.")
-        )
-        examples.blocks.append(
-            Table(
-                ["#", "removed", "original caption", "edited caption (noun-phrase removal)"],
-                [
-                    [str(i + 1), ", ".join(t["removed"]), t["caption"], t["edited"]]
-                    for i, t in enumerate(visuals.triples)
-                ],
-                caption="Captions of the triples above",
-            )
-        )
-    if visuals.retrieval_examples:
-        rows: list[list[Cell]] = []
-        for i, ex in enumerate(visuals.retrieval_examples):
-            img = report.add_image(f"query_{i}", png_bytes(ex["image"], scale=2))
-            for model, ranking in ex["rankings"].items():
-                cells: list[Cell] = [highlight(r["text"], r.get("spans", ())) for r in ranking[:3]]
-                cells += [""] * (3 - len(cells))
-                rows.append([ImageRef(img, f"query {i}"), ", ".join(ex["removed"]), model, *cells])
-        examples.blocks.append(
-            Table(
-                ["query", "removed", "model", "top-1", "top-2", "top-3"],
-                rows,
-                caption="Top-3 retrieved captions; mentions of the removed class are highlighted",
-            )
-        )
-    return examples
-
-
 def retrieval_sections(results: Mapping[str, Any], report: Report, visuals: Visuals) -> list[Section]:
     """Expose, mitigate and (when there are pictures) examples; nothing without retrieval results."""
     if not results.get("retrieval"):
         return []
     sections = [_expose_section(results, report), _mitigate_section(results, report)]
-    examples = _examples_section(report, visuals)
+    examples = examples_section(report, visuals)
     if examples.blocks:
         sections.append(examples)
     return sections
@@ -386,7 +338,20 @@ def build_report(results: Mapping[str, Any], visuals: Visuals | None = None) -> 
     timings = results.get("timings", [])
     if timings:
         rows: list[list[Cell]] = [[t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings]
-        report.sections.append(
-            Section("Timings", [Table(["step", "seconds", "load average (1 / 5 / 15 min) at the end"], rows)])
-        )
+        blocks: list[Block] = [Table(["step", "seconds", "load average (1 / 5 / 15 min) at the end"], rows)]
+        if budget := budget_text(results.get("meta", {}).get("budget")):
+            blocks.insert(0, Paragraph(budget))
+        report.sections.append(Section("Timings", blocks))
     return report
+
+
+def budget_text(budget: Mapping[str, Any] | None) -> str:
+    """The run time against the one-seed budget, as a plain line (a budget, not a scientific claim)."""
+    if not budget:
+        return ""
+    verdict = {True: "within the budget", False: "over the budget", None: "no budget applies to this run"}
+    return (
+        f"Run time {budget.get('total_seconds', 0):.0f} s; the one-seed demo's budget is "
+        f"{budget.get('budget_seconds', 0) / 60:.0f} minutes: {verdict.get(budget.get('within'), '?')} "
+        f"(load average {budget.get('load_at_start', '?')} at the start, {budget.get('load_at_end', '?')} at the end)."
+    )

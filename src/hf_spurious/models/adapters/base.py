@@ -13,21 +13,23 @@ import copy
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from hf_spurious.models.adapters.batching import batches, eval_mode, progress_bar
 
 __all__ = ["RetrievalLoss", "UnsupportedModelError", "VisionLanguageAdapter", "peft_base"]
 
 
-class UnsupportedModelError(TypeError):
-    """The model is neither CLIP- nor BLIP-retrieval-shaped."""
+class UnsupportedModelError(TypeError, ValueError):
+    """The model is of no supported family (see :mod:`hf_spurious.models.registry`).
+
+    A ``ValueError`` too, so the CLI reports it as a user error (two lines, exit code 2)."""
 
 
 class RetrievalLoss(NamedTuple):
@@ -42,31 +44,6 @@ def peft_base(model: nn.Module) -> nn.Module:
     """The underlying transformers model of a peft-wrapped model (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every submodule's own training flag is restored afterwards."""
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {size}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
-    if not enabled:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="batch")
 
 
 # Keys that differ between an in-memory model and the same model reloaded (weights' dtypes are hashed anyway).
@@ -106,9 +83,14 @@ class VisionLanguageAdapter(nn.Module):
     has_itm: bool = False
     """Whether :meth:`itm_scores` / :meth:`itm_loss` work (an image-text matching head)."""
     projection_modules: tuple[str, ...] = ()
-    """Top-level modules of the base model that project pooled features into the joint space."""
+    """Modules (dotted paths in the base model) that project pooled features into the joint space."""
     scale_parameter: str = ""
     """Name of the base model's logit-scale (or temperature) parameter."""
+    bias_parameter: str = ""
+    """Name of the base model's logit-bias parameter (SigLIP's ``logit_bias``), empty when it has none."""
+    retrieval_loss: str = "clip"
+    """The retrieval loss the family trains with: ``"clip"`` (symmetric InfoNCE), ``"sigmoid"`` (SigLIP's
+    pairwise sigmoid loss with :meth:`logit_bias`) or ``"triplet"`` (VSE++'s hinge loss)."""
 
     def __init__(self, model: nn.Module, processor: Any = None) -> None:
         super().__init__()
@@ -145,6 +127,44 @@ class VisionLanguageAdapter(nn.Module):
         """Size D of the joint embedding space."""
         raise NotImplementedError
 
+    def logit_bias(self) -> torch.Tensor | None:
+        """Scalar additive logit bias (``logits = logit_scale.exp() * cos + bias``), None when the model has none."""
+        if not self.bias_parameter:
+            return None
+        return self.base_model.get_parameter(self.bias_parameter)
+
+    # --- vision-token layout (GradCAM) ----------------------------------------------------------
+    cls_tokens: int = 1
+    """Tokens before the patch grid in the ViT's token sequence (CLIP / BLIP: the CLS token; SigLIP: 0)."""
+    gradcam_layer: str | None = None
+    """Dotted path (from the base model) of the module whose *input* GradCAM reads; None = the evaluation's
+    default (the last encoder layer's ``layer_norm1``)."""
+
+    def patch_grids(self, pixel_values: torch.Tensor) -> list[tuple[int, int]]:
+        """Each image's (h, w) patch grid: tokens ``cls_tokens : cls_tokens + h*w`` of its sequence, row-major."""
+        patch = getattr(self.base_model.config.vision_config, "patch_size", None)
+        if patch is None:
+            raise ValueError(f"{type(self.base_model).__name__}'s vision tower has no patch grid (not a ViT)")
+        h, w = int(pixel_values.shape[-2]) // int(patch), int(pixel_values.shape[-1]) // int(patch)
+        return [(h, w)] * int(pixel_values.shape[0])
+
+    def token_grids(self, tokens: torch.Tensor, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Per image, its patch tokens (B, T, ...) reshaped to its grid (h, w, ...); CLS and padding dropped."""
+        out = []
+        for i, (h, w) in enumerate(self.patch_grids(pixel_values)):
+            start = self.cls_tokens
+            if tokens.shape[1] < start + h * w:
+                raise ValueError(
+                    f"{tokens.shape[1]} tokens cannot hold {start} leading token(s) and a {h}x{w} patch grid; "
+                    "is the layer inside the vision transformer?"
+                )
+            out.append(tokens[i, start : start + h * w].reshape(h, w, *tokens.shape[2:]))
+        return out
+
+    def network_images(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Each image as the network sees it, (3, H, W) (still normalised), for overlays and mask alignment."""
+        return list(pixel_values)
+
     def itm_scores(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -158,11 +178,10 @@ class VisionLanguageAdapter(nn.Module):
     # --- shared ------------------------------------------------------------------------------
     def projection_parameter_names(self) -> tuple[str, ...]:
         """Names (relative to the base model) of the projection and scale parameters (no LoRA weights)."""
-        heads = set(self.projection_modules)
-        names = [
-            n for n, _ in self.base_model.named_parameters() if n.split(".")[0] in heads and "lora_" not in n
-        ]
-        return (*names, self.scale_parameter)
+        heads = tuple(h + "." for h in self.projection_modules)  # module paths, dotted for nested heads
+        names = [n for n, _ in self.base_model.named_parameters() if n.startswith(heads) and "lora_" not in n]
+        extra = (self.bias_parameter,) if self.bias_parameter else ()
+        return (*names, self.scale_parameter, *extra)
 
     def projection_parameters(self) -> dict[str, nn.Parameter]:
         """``{name: parameter}`` of the visual and text projections and the logit scale / temperature."""
@@ -262,9 +281,9 @@ class VisionLanguageAdapter(nn.Module):
     ) -> np.ndarray:
         items = list(items)
         chunks = []
-        with _eval_mode(self):
+        with eval_mode(self):
             total = math.ceil(len(items) / batch_size) if items else 0
-            for batch in _progress(_batches(items, batch_size), total, desc, progress):
+            for batch in progress_bar(batches(items, batch_size), total, desc, progress):
                 chunks.append(fn(batch).float().cpu())
         if not chunks:
             return np.zeros((0, width), dtype=np.float32)

@@ -18,6 +18,8 @@ BLIP_TEMP_KEY = "temp"
 """Name of the ITC temperature parameter the BLIP adapter registers on the model (BLIP's own name)."""
 BLIP_TEMP_RANGE = (0.001, 0.5)
 """BLIP clamps its temperature to this range during training (``temp.clamp_(0.001, 0.5)``)."""
+BLIP_MAX_TEXT_TOKENS = 35
+"""BLIP's retrieval code tokenizes every caption with ``max_length=35`` (ITC, ITM and evaluation)."""
 
 
 class BlipRetrievalAdapter(VisionLanguageAdapter):
@@ -64,6 +66,15 @@ class BlipRetrievalAdapter(VisionLanguageAdapter):
 
     def _image_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.base_model.vision_model(pixel_values=pixel_values)[0]
+
+    def image_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision tower's token states (B, 1 + grid², H): the ITM head's cross-attention input."""
+        return self._image_states(pixel_values)
+
+    @property
+    def max_text_length(self) -> int:
+        """At most :data:`BLIP_MAX_TEXT_TOKENS` (35), as BLIP's retrieval code tokenizes."""
+        return min(super().max_text_length, BLIP_MAX_TEXT_TOKENS)
 
     def project_images(self, features: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """``vision_proj`` (B, H_vision) -> (B, D)."""
@@ -120,6 +131,20 @@ class BlipRetrievalAdapter(VisionLanguageAdapter):
             )
         logits = self._itm_logits(self._image_states(pixel_values), input_ids, attention_mask)
         return logits.softmax(dim=-1)[:, 1]
+
+    def itm_scores_from_states(
+        self, image_states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`itm_scores` with the image encoded once (:meth:`image_states`); a (1, T, H) state is
+        broadcast over all the texts (re-ranking one image query's candidates). Shape (B,)."""
+        if image_states.shape[0] == 1 and input_ids.shape[0] > 1:
+            image_states = image_states.expand(input_ids.shape[0], -1, -1)
+        if image_states.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"itm_scores_from_states scores pairs: got {image_states.shape[0]} image states and "
+                f"{input_ids.shape[0]} texts"
+            )
+        return self._itm_logits(image_states, input_ids, attention_mask).softmax(dim=-1)[:, 1]
 
     def itm_loss(
         self,

@@ -11,6 +11,8 @@ from hf_spurious.models.tiny.clip import tiny_clip
 from hf_spurious.models.tiny.clip_resnet import tiny_clip_resnet
 from hf_spurious.models.tiny.detector import tiny_owlvit
 from hf_spurious.models.tiny.inpaint import tiny_inpaint_pipeline
+from hf_spurious.models.tiny.siglip import tiny_siglip, tiny_siglip2
+from hf_spurious.models.tiny.vsepp import tiny_vsepp
 
 __all__ = ["TINY_KINDS", "save_tiny"]
 
@@ -19,8 +21,11 @@ _BUILDERS: dict[str, Callable[..., Any]] = {
     "clip-resnet": tiny_clip_resnet,
     "blip": tiny_blip_retrieval,
     "blip-captioner": tiny_blip_captioner,
+    "siglip": tiny_siglip,
+    "siglip2": tiny_siglip2,
     "inpaint": tiny_inpaint_pipeline,
     "owlvit": tiny_owlvit,
+    "vsepp": tiny_vsepp,
 }
 TINY_KINDS = tuple(_BUILDERS)
 """The kinds :func:`save_tiny` builds."""
@@ -38,7 +43,8 @@ Built by `hf_spurious.models.tiny.save_tiny({kind!r}, ...)` with random weights 
 def save_tiny(kind: str, out_dir: str | Path, **kw: Any) -> Path:
     """Build a tiny random model of ``kind`` and ``save_pretrained`` it (with its processor) into ``out_dir``.
 
-    ``kind`` is one of ``"clip"``, ``"clip-resnet"`` (CLIP with a modified-ResNet tower), ``"blip"`` (retrieval), ``"blip-captioner"``, ``"inpaint"``, ``"owlvit"``;
+    ``kind`` is one of ``"clip"``, ``"clip-resnet"`` (CLIP with a modified-ResNet tower), ``"blip"`` (retrieval), ``"blip-captioner"``, ``"siglip"``, ``"siglip2"`` (NaFlex), ``"inpaint"``,
+    ``"owlvit"``;
     ``kw`` goes to the builder. The folder reloads with ``from_pretrained(out_dir)`` like a real checkpoint.
     Returns ``out_dir`` as a ``Path``.
     """
