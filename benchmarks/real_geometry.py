@@ -260,9 +260,9 @@ def _report(rows, args, load: str, cmd_args: str | None) -> str:
         "`--models clip-vit-base-patch32 blip-itm-base-coco sd-1.5-inpainting --itm-candidates 16 --itm-batch 16`, "
         "`--models clip-vit-large-patch14-336 --parts embed gradcam train-projection train-lora` and, after the "
         "re-ranker fix, `--models blip-itm-base-coco --parts itm --itm-candidates 16 --itm-batch 16`). CLIP "
-        "ViT-L/14@336 ran at the smaller sizes of `LARGE` (2 images, 16 captions, 1 GradCAM image, batch 2) and "
-        "without its full fine-tuning step, left out for time on the loaded machine (`--parts train-full` runs "
-        "it; its FLOPs and static memory are in `docs/reproduction.md` §6)"
+        "ViT-L/14@336 ran at the smaller sizes of `LARGE` (2 images, 16 captions, 1 GradCAM image, batch 2); its "
+        "full fine-tuning step ran last, alone, when the machine was quieter "
+        "(`--models clip-vit-large-patch14-336 --parts train-full`)"
     )
     return (
         "## Paper models at real size on this CPU (`benchmarks/real_geometry.py`)\n\n"

@@ -456,3 +456,17 @@ def test_cli_evaluate_train_discover_on_tiny_vsepp(vsepp_dir, shapes_world, wate
     assert main(["discover", "--model", str(vsepp_dir), "--data-dir", str(waterbirds_world), "--attribute-column",
                  "place", "--min-detections", "2", "--out", str(disc)]) == 0  # fmt: skip
     assert json.loads((disc / "discovery.json").read_text())["detections_per_attribute"]
+
+
+@pytest.mark.parametrize("finetune_backbone", [False, True])
+def test_full_freezing_keeps_a_frozen_backbone_frozen(finetune_backbone):
+    """The paper's "VSE++" (VGG frozen) trains img_fc + words + GRU under "full"; "VSE++ (FT)" trains all."""
+    from hf_spurious.models import apply_freezing, load_adapter
+    from hf_spurious.models.tiny import tiny_vsepp
+
+    model, processor = tiny_vsepp(CAPTIONS, finetune_backbone=finetune_backbone)
+    summary = apply_freezing(load_adapter(model, processor), "full")
+    trains_backbone = any(n.startswith("backbone.") for n in summary.trainable_names)
+    assert trains_backbone is finetune_backbone
+    assert {"img_fc.weight", "embed.weight"} <= set(summary.trainable_names)
+    assert any(n.startswith("rnn.") for n in summary.trainable_names)

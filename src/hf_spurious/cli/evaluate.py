@@ -84,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_retrieval(g: Any) -> None:
+    """The retrieval flags: the query split, the gallery and how captions are matched, then the ranking."""
     g.add_argument(
         "--dataset",
         help="counterfactual (decorrelated) split: builder output folder, save_to_disk folder, parquet file or hub id "
@@ -118,6 +119,11 @@ def _add_retrieval(g: Any) -> None:
         "the same matching as the odmap evaluate module), spacy (noun chunks only) or annotated "
         "(Flickr30k Entities phrase types; a different ODmAP, label it)",
     )
+    _add_ranking(g)
+
+
+def _add_ranking(g: Any) -> None:
+    """The retrieval flags of the metrics and the ranking engine (cut-offs, relevance, re-ranking, top-k)."""
     g.add_argument(
         "--k", action=ListAction, item=positive_int, default=[1, 5, 10], help="ODmAP@k and Recall@K cut-offs"
     )

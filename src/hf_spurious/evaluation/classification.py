@@ -70,6 +70,21 @@ def train_group_counts(records: Sequence[ClassificationRecord], num_groups: int 
     return np.bincount(np.asarray(groups), minlength=g).astype(int).tolist()
 
 
+def _checked_labels(
+    records: Sequence[ClassificationRecord], class_names: Sequence[str], metrics: Sequence[str]
+) -> np.ndarray:
+    """The records' labels, after checking the metric names, that there are records and a name per label."""
+    unknown = set(metrics) - {"group", "aiou"}
+    if unknown:
+        raise ValueError(f"unknown classification metrics {sorted(unknown)}; choose from 'group', 'aiou'")
+    if not records:
+        raise ValueError("no records to evaluate; check the data directory and split")
+    labels = np.asarray([r.label for r in records], dtype=np.int64)
+    if labels.max() >= len(class_names):
+        raise ValueError(f"label {labels.max()} has no class name; pass {labels.max() + 1} class names")
+    return labels
+
+
 def evaluate_classification(
     adapter: VisionLanguageAdapter,
     records: Sequence[ClassificationRecord],
@@ -96,14 +111,7 @@ def evaluate_classification(
     more layers whose AIoU summary goes to ``results["aiou"]["by_layer"]`` (with the main one); ``"auto"``
     = the other named ViT layers (none for a CNN tower).
     """
-    unknown = set(metrics) - {"group", "aiou"}
-    if unknown:
-        raise ValueError(f"unknown classification metrics {sorted(unknown)}; choose from 'group', 'aiou'")
-    if not records:
-        raise ValueError("no records to evaluate; check the data directory and split")
-    labels = np.asarray([r.label for r in records], dtype=np.int64)
-    if labels.max() >= len(class_names):
-        raise ValueError(f"label {labels.max()} has no class name; pass {labels.max() + 1} class names")
+    labels = _checked_labels(records, class_names, metrics)
     groups = np.asarray([r.group for r in records], dtype=np.int64)
     preds, _ = classify_images(
         adapter,

@@ -232,15 +232,11 @@ def evaluate_retrieval(
         "num_queries": len(queries.images),
         "gallery_size": len(gallery.captions),
         "settings": {
-            "k": list(ks),
-            "present_rule": present_rule,
-            "normalizer": normalizer,
-            "rerank_top_n": rerank_top_n,
-            "rerank_score": rerank_score if rerank_top_n else None,
-            "precision": precision,
+            "k": list(ks), "present_rule": present_rule, "normalizer": normalizer, "rerank_top_n": rerank_top_n,
+            "rerank_score": rerank_score if rerank_top_n else None, "precision": precision,
             "fingerprint": opts.get("model_fingerprint"),
         },
-    }
+    }  # fmt: skip
     if recall_pairs is not None:
         fingerprint = opts.get("model_fingerprint")
         result["recall"] = evaluate_recall(

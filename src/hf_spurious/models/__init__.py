@@ -1,4 +1,4 @@
-"""Model adapters (CLIP, BLIP retrieval, SigLIP / SigLIP 2; the table: :mod:`.registry`), freezing policies and tiny offline test models.
+"""Model adapters (CLIP, BLIP retrieval, SigLIP / SigLIP 2; the table: :mod:`.registry`), freezing policies, real-size random-weight models (:mod:`.real_size`) and tiny offline test models.
 
 Public names are imported lazily so that ``import hf_spurious.models.tiny`` stays light.
 """
@@ -22,5 +22,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         ".freezing": ["DEFAULT_LORA_TARGETS", "apply_freezing", "FreezingSummary", "FREEZING_POLICIES"],
         ".loading": ["load_adapter"],
         ".registry": ["FAMILIES", "ModelFamily", "supported_summary"],
+        ".real_size": ["REAL_SIZE_MODELS", "build_real_size", "real_size_config"],
     },
 )

@@ -92,9 +92,7 @@ def apply_freezing(
     base = adapter.base_model
     if policy == "full":
         base.requires_grad_(True)
-        keep_frozen = getattr(
-            base, "keep_frozen", None
-        )  # parts a model declares frozen (VSE++'s fixed backbone)
+        keep_frozen = getattr(base, "keep_frozen", None)  # what a model keeps frozen (VSE++'s fixed VGG)
         if callable(keep_frozen):
             keep_frozen()
     elif policy == "projection":
