@@ -76,10 +76,20 @@ def pixel_values_of(
 
 
 def clip_training_args(
-    config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int, max_grad_norm: float
+    config: DemoConfig,
+    output_dir: Path,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    max_grad_norm: float,
+    weight_decay: float = 0.1,
+    **loss_settings: Any,
 ) -> SpuriousTrainingArguments:
-    """L_CLIP training of the whole tiny CLIP (AdamW, weight decay 0.1, 10 % warm-up, cosine decay)."""
+    """Retrieval training of a whole tiny model (AdamW, 10 % warm-up, cosine decay): L_CLIP by default,
+    another retrieval loss through ``loss_settings`` (e.g. ``retrieval_loss="triplet"`` for VSE++)."""
     return SpuriousTrainingArguments(
+        **loss_settings,
         output_dir=str(output_dir),
         task="retrieval",
         freeze_policy="full",
@@ -89,7 +99,7 @@ def clip_training_args(
         max_steps=steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=lr,
-        weight_decay=0.1,
+        weight_decay=weight_decay,
         max_grad_norm=max_grad_norm,
         warmup_steps=0.1,
         lr_scheduler_type="cosine",

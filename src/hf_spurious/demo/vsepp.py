@@ -27,7 +27,7 @@ from hf_spurious.records import SceneRecord
 from hf_spurious.training import SpuriousTrainingArguments
 
 from .config import DemoConfig, StepTimer, seed_everything
-from .models import RandomCaptionImages, pixel_values_of, train_clip
+from .models import RandomCaptionImages, clip_training_args, pixel_values_of, train_clip
 
 Runs = dict[str, list[dict[str, Any]]]
 
@@ -56,32 +56,18 @@ def vsepp_training_args(
     config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int, max_violation: bool
 ) -> SpuriousTrainingArguments:
     """Triplet-loss training of the whole tiny VSE++ (Adam = AdamW without weight decay, 10 % warm-up, cosine)."""
-    return SpuriousTrainingArguments(
-        output_dir=str(output_dir),
-        task="retrieval",
-        freeze_policy="full",
-        use_cached_features=False,
-        clip_weight=1.0,
+    return clip_training_args(
+        config,
+        output_dir,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        max_grad_norm=config.vsepp_max_grad_norm,
+        weight_decay=0.0,
         retrieval_loss="triplet",
         triplet_margin=0.2,
         triplet_max_violation=max_violation,
         learn_logit_scale=False,
-        templates=["{}"],
-        max_steps=steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=lr,
-        weight_decay=0.0,
-        max_grad_norm=config.vsepp_max_grad_norm,
-        warmup_steps=0.1,
-        lr_scheduler_type="cosine",
-        seed=seed,
-        data_seed=seed,
-        save_strategy="no",
-        report_to="none",
-        logging_steps=max(1, steps // 4),
-        dataloader_num_workers=0,
-        use_cpu=True,
-        disable_tqdm=False,
     )
 
 
