@@ -3,8 +3,12 @@
 Per model (CLIP ViT-B/32 at 224, CLIP ViT-L/14 at 336, BLIP ITM base at 384), on 640x480 world images and
 COCO-length captions: image / text embedding throughput, GradCAM (grid and seconds per map), one training
 step per freezing policy (projection, LoRA, full; AdamW, batch --train-batch) and, for BLIP, ITM re-ranking
-of 128 candidates for one image query. SD-1.5 inpainting: one ``DiffusersInpainter`` call (1 denoising step,
-classifier-free guidance on, crop-around-mask at 512 px and paste back) on one 640x480 image.
+of 128 candidates for one image query. VSE++ (VGG19 at 224, bi-GRU): embedding and the training steps
+(projection: ``img_fc``; full: the paper's frozen-VGG "VSE++", i.e. ``img_fc``, word embeddings and GRU;
+the step uses the benchmark's CLIP loss, not VSE++'s triplet loss, at about the same cost), no GradCAM (a
+CNN has no patch tokens), no LoRA (no attention layers). SD-1.5 inpainting: one ``DiffusersInpainter``
+call (1 denoising step, classifier-free guidance on, crop-around-mask at 512 px and paste back) on one
+640x480 image.
 
 Every (model, part) runs in its own process, so "peak RSS" is that part's peak (interpreter, torch, the
 model and the work). Run: ``.venv/bin/python benchmarks/real_geometry.py [--models ...] [--parts ...]``;
@@ -30,6 +34,9 @@ import _geometry as g  # noqa: E402
 
 LARGE = {"n_images": 2, "n_texts": 16, "cam_images": 1, "train_batch": 2, "itm_candidates": 8}
 """Sizes for CLIP ViT-L/14@336 on CPU (about 10x the compute of B/32 per image), unless --same-sizes."""
+VSEPP = "vsepp-vgg19-coco"
+VSEPP_SKIPS = ("gradcam", "train-lora", "itm")
+"""Parts that do not apply to VSE++: ViT GradCAM (a VGG has no patch tokens), LoRA (no attention), ITM."""
 
 
 def _sizes(model: str, args: argparse.Namespace) -> argparse.Namespace:
@@ -76,6 +83,8 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
             continue
         for part in args.parts:
             if part == "itm" and not model.startswith("blip"):
+                continue
+            if model == VSEPP and part in VSEPP_SKIPS:
                 continue
             jobs.append((model, part))
     return jobs
@@ -164,7 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=[*g.CLIP_LIKE, g.SD], help="models (default: all)")
+    parser.add_argument(
+        "--models", nargs="+", default=[*g.CLIP_LIKE, VSEPP, g.SD], help="models (default: all)"
+    )
     parser.add_argument("--parts", nargs="+", default=list(g.PARTS), help="parts (default: all)")
     parser.add_argument("--n-images", type=int, default=8, help="images embedded (default 8)")
     parser.add_argument("--n-texts", type=int, default=64, help="captions embedded (default 64)")

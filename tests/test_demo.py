@@ -184,18 +184,19 @@ def test_evaluate_claims_hand_worked():
 
 def test_vsepp_claims_and_no_runtime_claim():
     results = _fake_results(b_gain=10.0)
-    fake = _fake_results(b_gain=0.5)["retrieval"]["models"]
+    fake = _fake_results(b_gain=2.5)["retrieval"]["models"]
     results["retrieval"]["vsepp"] = {"models": fake}
     checks = {c["claim"]: c for c in evaluate_claims(results)}
     vsepp = {k: c for k, c in checks.items() if k.startswith("VSE++ ")}
-    assert len(vsepp) == 4 and all(c["passed"] for c in vsepp.values())  # +0.5 > 0; recall unchanged
+    assert len(vsepp) == 4 and all(c["passed"] for c in vsepp.values())  # +2.5 ≥ +2; recall unchanged
     assert (
         vsepp["VSE++ retrieval mitigation: B − A ODmAP@1 on partner-removed queries (oracle)"]["needed"]
-        == "mean > 0"
+        == "mean ≥ +2.0"
     )
-    results["retrieval"]["vsepp"]["models"] = _fake_results(b_gain=0.0)["retrieval"]["models"]
-    flat = [c for c in evaluate_claims(results) if c["claim"].startswith("VSE++ retrieval mitigation: B")]
-    assert len(flat) == 2 and not any(c["passed"] for c in flat)  # no gain is no mitigation
+    for gain in (0.0, 1.5):  # no gain, or a gain within the seed noise, is no mitigation
+        results["retrieval"]["vsepp"]["models"] = _fake_results(b_gain=gain)["retrieval"]["models"]
+        flat = [c for c in evaluate_claims(results) if c["claim"].startswith("VSE++ retrieval mitigation: B")]
+        assert len(flat) == 2 and not any(c["passed"] for c in flat)
     assert not any("runtime" in c["claim"] or "run time" in c["claim"] for c in checks.values())
 
 
@@ -428,6 +429,53 @@ def test_quick_demo_is_deterministic(quick_demo, tmp_path):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
+def test_quick_demo_numbers_do_not_depend_on_the_workers(quick_demo, tmp_path):
+    """The fixture ran the three jobs side by side (2 workers, 1 thread each); one after another in this
+    process with 1 thread gives the same numbers (each job seeds itself)."""
+    from hf_spurious.cli import main
+
+    _out, results = quick_demo
+    assert results["meta"]["workers"] == 2 and results["meta"]["threads"] == 1
+    assert {t.get("job") for t in results["timings"]} >= {
+        "retrieval world",
+        "clip",
+        "vsepp",
+        "classification",
+    }
+    serial = tmp_path / "serial"
+    assert main(["demo", "--quick", "--quiet", "--workers", "1", "--threads", "1", "--out", str(serial)]) == 0
+    again = json.loads((serial / "results.json").read_text())
+    assert again["meta"]["workers"] == 1
+    assert _numbers(again) == _numbers(results) and again["calibration"] == results["calibration"]
+
+
+def test_jobs_threads_and_in_process_executor():
+    from hf_spurious.demo.jobs import InProcess, run_job, threads_per_job, worker_config
+
+    assert [threads_per_job(DemoConfig(threads=t, workers=w)) for t, w in [(2, 2), (2, 1), (1, 2), (8, 3)]] == [
+        1, 2, 1, 2
+    ]  # fmt: skip
+    assert worker_config(DemoConfig(workers=2)).progress_bars is False
+    assert worker_config(DemoConfig(workers=1)).progress_bars is True
+    with InProcess() as pool:
+        assert pool.submit(divmod, 7, 2).result() == (3, 1)
+        failed = pool.submit(run_job, "nope", DemoConfig(workers=1), Path("."), False)
+    with pytest.raises(
+        ValueError, match="unknown demo job 'nope'; choose one of classification, clip, vsepp"
+    ):
+        failed.result()
+
+
+def test_timings_section_names_jobs_and_says_they_overlap():
+    from hf_spurious.demo.report.sections import timings_section
+
+    timings = [{"step": "a", "seconds": 2.0, "job": "clip"}, {"step": "report", "seconds": 1.0}]
+    text = str(timings_section(timings, {"workers": 2, "threads": 1}))
+    assert "side by side in 2 worker processes with 1 torch thread(s)" in text and "clip" in text
+    assert "side by side" not in str(timings_section(timings, {"workers": 1, "threads": 2}))
+
+
 # ------------------------------------------------------------------------------------------ demo helpers
 
 
@@ -468,7 +516,7 @@ def test_random_caption_images_is_seeded_and_faithful():
 def test_paired_query_sets_keeps_common_queries_in_order():
     import datasets
 
-    from hf_spurious.demo.retrieval import paired_query_sets
+    from hf_spurious.demo.retrieval_data import paired_query_sets
 
     inp = datasets.Dataset.from_dict(
         {

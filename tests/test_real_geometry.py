@@ -2,7 +2,8 @@
 
 Fast tests check the config records and the arithmetic they imply; the ``slow`` ones build CLIP ViT-B/32
 (224 px), BLIP ITM base (384 px) and an SD-1.5 inpainting pipeline with narrowed channels but the real
-geometry (4 levels, VAE factor 8, 64x64 latents, 9 UNet input channels) and run the real code paths.
+geometry (4 levels, VAE factor 8, 64x64 latents, 9 UNet input channels) and run the real code paths;
+VSE++ (VGG19 at 224 px, bi-GRU, 1024-d joint space) is counted against a hand-worked parameter total.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ def test_every_listed_model_has_a_config_with_its_source():
     for name in REAL_SIZE_MODELS:
         rec = real_size_config(name)
         assert rec["name"] == name
-        assert rec["source"].startswith("https://huggingface.co/" + rec["hub_id"])
+        if rec["hub_id"] is None:  # not on the hub (VSE++): the authors' code repository
+            assert rec["source"].startswith("https://github.com/")
+        else:
+            assert rec["source"].startswith("https://huggingface.co/" + rec["hub_id"])
 
 
 @pytest.mark.parametrize(
@@ -293,3 +297,110 @@ def test_siglip_base_geometry_no_cls_token_and_64_positions():
     grid = ViTGradCAM(adapter)(adapter.preprocess_images([_image(1)]), [target], size=(14, 14))
     assert tuple(grid.shape) == (1, 1, 14, 14)
     assert float(grid.max()) == pytest.approx(1.0) and float(grid.min()) == pytest.approx(0.0)
+
+
+# ------------------------------------------------------------------------------------------ VSE++
+
+VGG19_CONV_FC6_FC7 = 139_570_240
+"""torchvision's vgg19: 143,667,240 parameters, minus fc8 (4096 x 1000 + 1000 = 4,097,000), as VSE++ drops it."""
+VSEPP_TEXT = 11353 * 300 + 2 * (3 * 1024 * 300 + 3 * 1024 * 1024 + 2 * 3 * 1024)  # embeddings + bi-GRU
+VSEPP_TOTAL = VGG19_CONV_FC6_FC7 + (4096 * 1024 + 1024) + VSEPP_TEXT + 1  # + img_fc + logit_scale
+
+
+def test_vsepp_record_is_vgg19_at_224_with_a_1024_joint_space():
+    from hf_spurious.models.vsepp.configuration import VGG19_LAYERS
+
+    rec = real_size_config("vsepp-vgg19-coco")
+    cfg, proc = rec["config"], rec["processor"]
+    assert tuple(cfg["vgg_layers"]) == VGG19_LAYERS and cfg["image_backbone"] == "vgg"
+    assert sum(1 for v in cfg["vgg_layers"] if v != "M") == 16  # VGG19 = 16 convs + 3 fc
+    assert (cfg["vgg_fc_size"], cfg["embed_size"], cfg["word_dim"]) == (4096, 1024, 300)
+    assert (cfg["num_layers"], cfg["bidirectional"], cfg["image_size"]) == (1, True, 224)
+    assert cfg["vocab_size"] == rec["tokenizer"]["vocab_size"] == 11353
+    assert (proc["shortest_edge"], proc["crop_size"]) == (256, 224)  # Resize(256) + CenterCrop(224)
+    assert proc["image_mean"] == [0.485, 0.456, 0.406] and proc["image_std"] == [0.229, 0.224, 0.225]
+
+
+def test_vgg19_without_fc8_parameter_arithmetic():
+    """The published vgg19 total, rebuilt by hand from the record's layer list (conv 3x3, fc6, fc7, fc8)."""
+    layers = real_size_config("vsepp-vgg19-coco")["config"]["vgg_layers"]
+    convs, channels = 0, 3
+    for width in (v for v in layers if v != "M"):
+        convs += channels * width * 9 + width
+        channels = width
+    fc6, fc7, fc8 = 512 * 7 * 7 * 4096 + 4096, 4096 * 4096 + 4096, 4096 * 1000 + 1000
+    assert convs == 20_024_384
+    assert convs + fc6 + fc7 + fc8 == 143_667_240  # torchvision's vgg19
+    assert fc8 == 4_097_000 and convs + fc6 + fc7 == VGG19_CONV_FC6_FC7
+    assert VSEPP_TOTAL == 155_318_413
+
+
+def test_vsepp_rejects_more_words_than_its_vocabulary():
+    with pytest.raises(ValueError, match="vocabulary holds 8"):
+        build_real_size("vsepp-vgg19-coco", words=WORDS, overrides={"vocab_size": 8})
+
+
+def test_vsepp_config_round_trip_and_meta_parameter_count(tmp_path):
+    from transformers import AutoConfig
+
+    from hf_spurious.models.vsepp.configuration import VGG19_LAYERS, VseppConfig
+    from hf_spurious.models.vsepp.modeling import VseppModel  # registers model_type "vsepp"
+
+    config = VseppConfig(**real_size_config("vsepp-vgg19-coco")["config"])
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, VseppConfig)
+    saved, built = loaded.to_dict(), config.to_dict()
+    assert saved.pop("_name_or_path") == str(tmp_path) and built.pop("_name_or_path") == ""
+    assert saved == built and saved["vgg_layers"] == list(VGG19_LAYERS)
+    with torch.device("meta"):  # the real size without allocating 620 MB
+        model = VseppModel(loaded)
+    counts = {
+        name: sum(p.numel() for p in module.parameters())
+        for name, module in (("backbone", model.backbone), ("img_fc", model.img_fc), ("text", model.embed))
+    }
+    counts["rnn"] = sum(p.numel() for p in model.rnn.parameters())
+    assert counts == {
+        "backbone": VGG19_CONV_FC6_FC7,
+        "img_fc": 4096 * 1024 + 1024,
+        "text": 11353 * 300,
+        "rnn": VSEPP_TEXT - 11353 * 300,
+    }
+    assert sum(p.numel() for p in model.parameters()) == VSEPP_TOTAL
+
+
+@pytest.fixture(scope="module")
+def vsepp_real():
+    """The real-size VSE++ (about 2 s to build and 0.6 GB; its two tests take under 10 s, so not ``slow``)."""
+    return build_real_size("vsepp-vgg19-coco", words=WORDS)
+
+
+def test_vsepp_parameter_count_is_vgg19_fc7_plus_text(vsepp_real):
+    model, processor = vsepp_real
+    assert sum(p.numel() for p in model.parameters()) == VSEPP_TOTAL
+    assert sum(p.numel() for p in model.backbone.parameters()) == VGG19_CONV_FC6_FC7
+    assert len(processor.tokenizer) == 4 + len(WORDS) <= model.config.vocab_size
+
+
+def test_vsepp_embeds_two_640x480_images_at_224(vsepp_real, tmp_path):
+    from transformers import AutoProcessor
+
+    model, processor = vsepp_real
+    pv = processor(images=[_image(0), _image(1)], return_tensors="pt")["pixel_values"]
+    assert tuple(pv.shape) == (2, 3, 224, 224)
+    enc = processor(text=CAPTIONS[:2], return_tensors="pt", padding=True)
+    assert enc["input_ids"].shape[1] == 9 + 2  # <start> + 9 known words + <end>, no <unk>
+    assert (enc["input_ids"] != processor.tokenizer.unk_token_id).all()
+    with torch.no_grad():
+        img = model.get_image_features(pv).pooler_output
+        txt = model.get_text_features(**enc).pooler_output
+    assert tuple(img.shape) == tuple(txt.shape) == (2, 1024)
+    torch.testing.assert_close(img.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(txt.norm(dim=1), torch.ones(2))
+    assert not torch.allclose(img[0], img[1]) and not torch.allclose(txt[0], txt[1])
+    processor.save_pretrained(tmp_path)  # the processor (tokenizer + image settings) round trip
+    again = AutoProcessor.from_pretrained(tmp_path)
+    assert torch.equal(again(images=[_image(0)], return_tensors="pt")["pixel_values"], pv[:1])
+    assert again(text=CAPTIONS[:2], return_tensors="pt", padding=True)["input_ids"].tolist() == (
+        enc["input_ids"].tolist()
+    )

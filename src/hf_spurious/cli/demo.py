@@ -30,12 +30,20 @@ _SIZE_FLAGS = (
     "cls_epochs",
     "cls_lr",
     "threads",
+    "workers",
     "gradcam_images",
     "vsepp_pretrain_steps",
     "vsepp_finetune_steps",
     "vsepp_pretrain_lr",
     "vsepp_finetune_lr",
+    "blip_pretrain_steps",
+    "blip_finetune_steps",
 )
+
+_MEANING = {
+    "threads": "torch threads in all, shared by the workers (each job runs with threads // workers). ",
+    "workers": "processes running the demo's jobs side by side (classification, CLIP, VSE++, BLIP; 1: one after another). ",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,12 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}",
             type=type(defaults[name]),
             default=None,
-            help=f"full demo: {defaults[name]}; --quick: its preset%(default).0s",
+            help=f"{_MEANING.get(name, '')}full demo: {defaults[name]}; --quick: its preset%(default).0s",
         )
     parser.add_argument(
         "--no-vsepp",
         action="store_true",
         help="skip the tiny VSE++ arm (pretrain, A, B) and show the tiny CLIP only",
+    )
+    parser.add_argument(
+        "--blip",
+        action="store_true",
+        help="also run the tiny BLIP arm (ITC + ITM; pretrain, A, B): about 4 more minutes of one core",
     )
     parser.add_argument("--quiet", action="store_true", help="no step lines (progress bars still show)")
 
@@ -77,6 +90,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     overrides.update(seed=args.seed, seeds=args.seeds)
     if args.no_vsepp:
         overrides["vsepp"] = False
+    if args.blip:
+        overrides["blip"] = True
     return DemoConfig.quick_preset(**overrides) if args.quick else DemoConfig(**overrides)
 
 

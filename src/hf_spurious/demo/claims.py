@@ -141,8 +141,9 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
 def evaluate_claims(results: Mapping[str, Any]) -> list[Check]:
     """Check the issue's "must show" claims on ``results``; every claim is reported, passed or not.
 
-    CLIP's retrieval gain must reach +5 ODmAP@1 (the demo's calibration); VSE++'s must be positive (Kim et
-    al. measured +3.8 on COCO for VSE++ against +10.3 for CLIP). The run time is no claim: see
+    CLIP's retrieval gain must reach +5 ODmAP@1 (the demo's calibration); VSE++'s and BLIP's (``--blip``)
+    +2, above the spread of A between fine-tuning seeds (Kim et al. measured +3.8 on COCO for VSE++ against
+    +10.3 for CLIP): a mean that is merely positive can be seed noise. The run time is no claim: see
     :func:`budget_line`.
     """
     retrieval = results.get("retrieval", {})
@@ -153,7 +154,10 @@ def evaluate_claims(results: Mapping[str, Any]) -> list[Check]:
         checks += _retrieval_mitigation(a_runs, b_runs)
     vsepp = retrieval.get("vsepp", {}).get("models", {})
     if vsepp.get("A") and vsepp.get("B"):
-        checks += _retrieval_mitigation(vsepp["A"], vsepp["B"], family="VSE++", min_gain=0.0)
+        checks += _retrieval_mitigation(vsepp["A"], vsepp["B"], family="VSE++", min_gain=2.0)
+    blip = retrieval.get("blip", {}).get("models", {})
+    if blip.get("A") and blip.get("B"):
+        checks += _retrieval_mitigation(blip["A"], blip["B"], family="BLIP", min_gain=2.0)
     checks += _classification(results.get("classification", {}).get("arms", {}))
     return checks
 

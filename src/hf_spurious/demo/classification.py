@@ -260,7 +260,8 @@ def zero_shot_check(config: DemoConfig, zs: dict[str, Any], calibration: list[di
         print(
             f"[demo] CALIBRATION WARNING: zero-shot worst-group accuracy {zs['worst']:.1f} (average "
             f"{zs['average']:.1f}) is outside [{lo}, {hi}] or not 20 points below the average; the "
-            "classification world is not in the regime the demo is calibrated for (see cls_world knobs)."
+            "classification world is not in the regime the demo is calibrated for (see cls_world knobs).",
+            flush=True,
         )
 
 

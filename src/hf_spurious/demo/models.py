@@ -110,7 +110,7 @@ def clip_training_args(
         logging_steps=max(1, steps // 4),
         dataloader_num_workers=0,
         use_cpu=True,
-        disable_tqdm=False,
+        disable_tqdm=not config.progress_bars,
     )
 
 

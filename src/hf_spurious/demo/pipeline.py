@@ -1,9 +1,11 @@
-"""The demo pipeline: worlds -> biased tiny CLIPs -> expose -> mitigate -> report.
+"""The demo pipeline: worlds -> biased tiny models -> expose -> mitigate -> report.
 
 Everything runs offline on CPU from the built-in SpuriousShapes world. One pretraining seed (``seed``) fixes
 the worlds, the counterfactual sets and the biased checkpoints; ``seeds`` fine-tuning seeds
 (``seed, seed + 1, ...``) vary only the fine-tuning (batch order, augmentation, initial state of the
-optimiser), which is what the mean ± std in the report is over.
+optimiser), which is what the mean ± std in the report is over. The retrieval world is prepared here; the
+jobs of :mod:`.jobs` (classification, tiny CLIP, tiny VSE++, optional tiny BLIP) run side by side in ``workers``
+processes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import torch
 
 from hf_spurious.cache import atomic_write_text
 
-from . import classification, retrieval
 from .claims import budget_line, evaluate_claims
 from .config import DemoConfig, StepTimer, load_average
+from .jobs import JobOutput, job_executor, run_job, threads_per_job, worker_config
 from .report import Visuals, build_report, json_default, write_report
+from .retrieval_data import prepare_retrieval
 
 QUICK_NOTICE = (
     "--quick: tiny worlds, models and step counts so that every step runs in about a minute (CI); "
@@ -40,11 +43,10 @@ def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> d
     """Run the whole demo into ``out_dir``; return the results (also written as ``results.json``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, config.threads))
+    torch.set_num_threads(threads_per_job(config))
     timer = StepTimer(echo=echo)
     if echo and config.quick:
         print(f"[demo] {QUICK_NOTICE}", flush=True)
-    visuals = Visuals()
     results: dict[str, Any] = {
         "schema_version": 1,
         "meta": {
@@ -56,15 +58,14 @@ def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> d
             "config": asdict(config),
             "python": platform.python_version(),
             "torch": torch.__version__,
+            "workers": max(1, config.workers),
             "threads": torch.get_num_threads(),
             "load_at_start": load_average(),
         },
         "calibration": [],
     }
-    results["retrieval"] = retrieval.run_retrieval(config, out, timer, results["calibration"], visuals)
-    results["classification"] = classification.run_classification(
-        config, out, timer, results["calibration"], visuals
-    )
+    outputs = _run_jobs(config, out, timer, results["calibration"], echo)
+    visuals = _collect(results, outputs, timer)
     results["timings"] = timer.records
     results["meta"]["total_seconds"] = round(timer.total, 1)
     results["meta"]["load_at_end"] = load_average()
@@ -84,6 +85,41 @@ def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> d
         if config.quick:
             print(f"[demo] {QUICK_NOTICE}")
     return results
+
+
+def _collect(results: dict[str, Any], outputs: dict[str, JobOutput], timer: StepTimer) -> Visuals:
+    """Put the jobs' parts, calibration checks and step times into ``results``; return their pictures."""
+    results["retrieval"] = outputs["clip"].part
+    if "vsepp" in outputs:
+        results["retrieval"]["vsepp"] = outputs["vsepp"].part
+    if "blip" in outputs:
+        results["retrieval"]["blip"] = outputs["blip"].part
+    results["classification"] = outputs["classification"].part
+    results["calibration"] += outputs["classification"].calibration
+    jobs = [outputs[name] for name in ("clip", "vsepp", "blip", "classification") if name in outputs]
+    timer.records = [{**r, "job": "retrieval world"} for r in timer.records]
+    timer.records += [record for job in jobs for record in job.timings]
+    return Visuals(
+        triples=outputs["clip"].visuals.triples,
+        retrieval_examples=outputs["clip"].visuals.retrieval_examples,
+        gradcam=outputs["classification"].visuals.gradcam,
+    )
+
+
+def _run_jobs(
+    config: DemoConfig, out: Path, timer: StepTimer, calibration: list[dict[str, Any]], echo: bool
+) -> dict[str, JobOutput]:
+    """Classification starts at once; the retrieval jobs start when the retrieval world is prepared."""
+    job_config = worker_config(config)
+    with job_executor(config) as pool:
+        futures = {"classification": pool.submit(run_job, "classification", job_config, out, echo)}
+        data = prepare_retrieval(config, out, timer, calibration)
+        futures["clip"] = pool.submit(run_job, "clip", job_config, out, echo, data)
+        if config.vsepp:
+            futures["vsepp"] = pool.submit(run_job, "vsepp", job_config, out, echo, data)
+        if config.blip:
+            futures["blip"] = pool.submit(run_job, "blip", job_config, out, echo, data)
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _echo_budget(budget: dict[str, Any], config: DemoConfig) -> None:

@@ -17,23 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from hf_spurious.models import load_adapter
 from hf_spurious.models.adapters import VisionLanguageAdapter
 from hf_spurious.models.tiny import tiny_vsepp
-from hf_spurious.records import SceneRecord
 from hf_spurious.training import SpuriousTrainingArguments
 
+from .arms import Family, lean, run_family
 from .config import DemoConfig, StepTimer, seed_everything
-from .models import RandomCaptionImages, clip_training_args, pixel_values_of, train_clip
-
-Runs = dict[str, list[dict[str, Any]]]
-
-
-def _lean(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in run.items() if k != "_rankings"}
+from .models import clip_training_args
+from .retrieval_data import RetrievalData
 
 
 def new_vsepp(config: DemoConfig, captions: Sequence[str]) -> VisionLanguageAdapter:
@@ -53,9 +45,10 @@ def new_vsepp(config: DemoConfig, captions: Sequence[str]) -> VisionLanguageAdap
 
 
 def vsepp_training_args(
-    config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int, max_violation: bool
+    config: DemoConfig, output_dir: Path, *, steps: int, lr: float, seed: int, finetune: bool
 ) -> SpuriousTrainingArguments:
-    """Triplet-loss training of the whole tiny VSE++ (Adam = AdamW without weight decay, 10 % warm-up, cosine)."""
+    """Triplet-loss training of the whole tiny VSE++ (Adam = AdamW without weight decay, 10 % warm-up, cosine):
+    pretraining sums the hinges, fine-tuning takes the hardest negative when ``vsepp_finetune_max_violation``."""
     return clip_training_args(
         config,
         output_dir,
@@ -66,57 +59,19 @@ def vsepp_training_args(
         weight_decay=0.0,
         retrieval_loss="triplet",
         triplet_margin=0.2,
-        triplet_max_violation=max_violation,
+        triplet_max_violation=finetune and config.vsepp_finetune_max_violation,
         learn_logit_scale=False,
     )
 
 
-def run_vsepp(
-    config: DemoConfig,
-    out: Path,
-    timer: StepTimer,
-    captions: Sequence[str],
-    d: tuple[Sequence[SceneRecord], Sequence[np.ndarray]],
-    d_prime: tuple[Sequence[dict[str, Any]], Sequence[np.ndarray]],
-    evaluate: Any,
-) -> dict[str, Any]:
-    """Pretrain the biased VSE++, evaluate it, fine-tune and evaluate A and B per fine-tuning seed.
-
-    ``d`` = (train records, their decoded images), ``d_prime`` = (D′ rows, their decoded images);
-    ``evaluate(adapter) -> run`` is the retrieval half's evaluation (per-query rankings dropped here). Returns the ``retrieval.vsepp`` part
-    of ``results.json``: the model's sizes and ``models`` = ``{"biased": [run], "A": [...], "B": [...]}``.
-    """
-    (records, images), (rows, row_images) = d, d_prime
-    steps = config.vsepp_pretrain_steps
-    with timer.step(f"retrieval: pretrain the biased tiny VSE++ ({steps} steps)"):
-        vsepp = new_vsepp(config, captions)
-        train_pixels = pixel_values_of(vsepp, images)
-        vsepp_rows = [
-            {**row, "pixel_values": px}
-            for row, px in zip(rows, pixel_values_of(vsepp, row_images), strict=True)
-        ]
-        args = vsepp_training_args(
-            config, out / "models" / "vsepp_biased" / "trainer", steps=steps, lr=config.vsepp_pretrain_lr,
-            seed=config.seed, max_violation=False,
-        )  # fmt: skip
-        train_clip(vsepp, RandomCaptionImages(records, config.seed, train_pixels), args)
-        biased_dir = Path(vsepp.save_pretrained(out / "models" / "vsepp_biased" / "checkpoint"))
-    with timer.step("retrieval: evaluate the biased VSE++ (reloaded from disk)"):
-        runs: Runs = {"biased": [_lean(evaluate(load_adapter(biased_dir)))], "A": [], "B": []}
-    for seed in config.finetune_seeds:
-        for arm in ("A", "B"):
-            label = "D only" if arm == "A" else "D ∪ D′"
-            steps = config.vsepp_finetune_steps
-            with timer.step(f"retrieval: fine-tune VSE++ {arm} ({label}), seed {seed}, {steps} steps"):
-                base = RandomCaptionImages(records, seed, train_pixels)
-                dataset = base if arm == "A" else torch.utils.data.ConcatDataset([base, vsepp_rows])
-                args = vsepp_training_args(
-                    config, out / "models" / f"vsepp_{arm}_seed{seed}", steps=steps, lr=config.vsepp_finetune_lr,
-                    seed=seed, max_violation=config.vsepp_finetune_max_violation,
-                )  # fmt: skip
-                adapter = train_clip(load_adapter(biased_dir), dataset, args)
-            with timer.step(f"retrieval: evaluate VSE++ {arm}, seed {seed}"):
-                runs[arm].append(_lean(evaluate(adapter)))
+def run_vsepp(config: DemoConfig, out: Path, timer: StepTimer, data: RetrievalData) -> dict[str, Any]:
+    """The A/B protocol with the tiny VSE++: the ``retrieval.vsepp`` part of ``results.json`` (the model's
+    sizes and ``models`` = ``{"biased": [run], "A": [...], "B": [...]}``, evaluated like the tiny CLIP)."""
+    family = Family(
+        "vsepp", "tiny VSE++", new_vsepp, vsepp_training_args, config.vsepp_pretrain_steps,
+        config.vsepp_pretrain_lr, config.vsepp_finetune_steps, config.vsepp_finetune_lr,
+    )  # fmt: skip
+    runs, vsepp = run_family(config, out, timer, data, family)
     model = vsepp.base_model
     return {
         "model": {
@@ -126,5 +81,5 @@ def run_vsepp(
             "embed_size": config.vsepp_embed_size,
             "finetune_loss": "max of hinges" if config.vsepp_finetune_max_violation else "sum of hinges",
         },
-        "models": runs,
+        "models": lean(runs),
     }

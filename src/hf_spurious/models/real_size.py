@@ -8,7 +8,9 @@ without downloading anything. The models are random: they measure speed, memory 
 The tokenizers are offline word tokenizers (:mod:`hf_spurious.models.tiny.tokenizer`) whose ids all fall
 inside the real vocabulary; the embedding tables have the real vocabulary size. A caption whose words are in
 the tokenizer's word list becomes one token per word, close to the real BPE / WordPiece lengths of COCO
-captions (about 1.1 tokens per word).
+captions (about 1.1 tokens per word). VSE++ is word-level itself: its tokenizer
+(:func:`~hf_spurious.models.vsepp.tokenizer.build_vsepp_tokenizer`) is built from the given words, and its
+embedding table has the size of VSE++'s COCO vocabulary.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ REAL_SIZE_MODELS = (
     "blip-itm-base-coco",
     "sd-1.5-inpainting",
     "siglip-base-patch16-224",
+    "vsepp-vgg19-coco",
 )
 """Names accepted by :func:`build_real_size` (one JSON file each in ``hf_spurious/models/configs``)."""
 
@@ -68,14 +71,14 @@ def build_real_size(
     words: Iterable[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A random-weight model at its published size: ``(model, processor)`` for CLIP / BLIP, a pipeline for SD.
+    """A random-weight model at its published size: ``(model, processor)`` (CLIP, BLIP, SigLIP, VSE++), a pipeline for SD.
 
     Args:
         name: one of :func:`available names <real_size_config>` (see :data:`REAL_SIZE_MODELS`).
         seed: weight initialisation seed (the global RNG state is left untouched).
         words: the tokenizer's word list (default: the tiny models' list); put the captions' words here so
             each word is one token.
-        overrides: values merged into the published ``config`` (CLIP / BLIP) or ``components`` (SD), e.g.
+        overrides: values merged into the published ``config`` (CLIP, BLIP, SigLIP, VSE++) or ``components`` (SD), e.g.
             ``{"unet": {"block_out_channels": [32, 64, 128, 128]}}`` for a narrow UNet with the real
             geometry. Unknown keys raise ``ValueError``.
     """
@@ -87,6 +90,8 @@ def build_real_size(
         return _build_blip(record, seed, words, overrides)
     if family == "siglip":
         return _build_siglip(record, seed, words, overrides)
+    if family == "vsepp":
+        return _build_vsepp(record, seed, words, overrides)
     if family == "stable-diffusion-inpainting":
         return _build_sd_inpaint(record, seed, words, overrides)
     raise ValueError(f"{name}: no builder for family {family!r}")  # pragma: no cover - files are ours
@@ -158,6 +163,29 @@ def _build_siglip(record: dict, seed: int, words: Iterable[str] | None, override
         size={"height": proc["size"], "width": proc["size"]}, **_image_kwargs(proc)
     )
     return model, SiglipProcessor(image_processor=image_processor, tokenizer=tok)
+
+
+def _build_vsepp(record: dict, seed: int, words: Iterable[str] | None, overrides: Any) -> tuple[Any, Any]:
+    config = _merge(record["config"], overrides, "")
+    from transformers import CLIPImageProcessorPil, CLIPProcessor  # lazy: heavy
+
+    from hf_spurious.models.tiny.towers import seeded_model
+    from hf_spurious.models.tiny.words import DEFAULT_WORDS
+    from hf_spurious.models.vsepp.configuration import VseppConfig
+    from hf_spurious.models.vsepp.modeling import VseppModel
+    from hf_spurious.models.vsepp.tokenizer import build_vsepp_tokenizer
+
+    texts = list(DEFAULT_WORDS if words is None else words)  # each word once: kept with min_count=1
+    tok = build_vsepp_tokenizer(texts, min_count=1, model_max_length=record["tokenizer"]["model_max_length"])
+    _check_vocab(record["name"], len(tok), config["vocab_size"])
+    model = seeded_model(VseppModel, VseppConfig(**config), seed)
+    proc = record["processor"]
+    image_processor = CLIPImageProcessorPil(  # VSE++'s test transform: Resize(256), CenterCrop(224)
+        size={"shortest_edge": proc["shortest_edge"]},
+        crop_size={"height": proc["crop_size"], "width": proc["crop_size"]},
+        **_image_kwargs(proc),
+    )
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tok)
 
 
 def _check_vocab(name: str, tokenizer_size: int, vocab_size: int) -> None:

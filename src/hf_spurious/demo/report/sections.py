@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hf_spurious.evaluation.plots import bar_chart
@@ -139,6 +139,8 @@ def _mitigate_section(results: Mapping[str, Any], report: Report) -> Section:
     families = [("tiny CLIP (ViT, contrastive loss)", ret.get("models", {}))]
     if ret.get("vsepp", {}).get("models"):
         families.append(("tiny VSE++ (CNN + Bi-GRU, triplet loss)", ret["vsepp"]["models"]))
+    if ret.get("blip", {}).get("models"):
+        families.append(("tiny BLIP (ViT + BERT, ITC + ITM)", ret["blip"]["models"]))
     for name, models in families:
         mitigate.blocks.append(_comparison_table(name if len(families) > 1 else "", models))
     a_runs, b_runs = _runs(results, "A"), _runs(results, "B")
@@ -335,14 +337,29 @@ def build_report(results: Mapping[str, Any], visuals: Visuals | None = None) -> 
     report.sections.append(summary_section(results))
     report.sections += retrieval_sections(results, report, visuals)
     report.sections += classification_sections(results, report, visuals)
-    timings = results.get("timings", [])
-    if timings:
-        rows: list[list[Cell]] = [[t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings]
-        blocks: list[Block] = [Table(["step", "seconds", "load average (1 / 5 / 15 min) at the end"], rows)]
-        if budget := budget_text(results.get("meta", {}).get("budget")):
-            blocks.insert(0, Paragraph(budget))
-        report.sections.append(Section("Timings", blocks))
+    if timings := results.get("timings", []):
+        report.sections.append(timings_section(timings, results.get("meta", {})))
     return report
+
+
+def timings_section(timings: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> Section:
+    """Step times per job, the budget line, and how the jobs shared the machine."""
+    rows: list[list[Cell]] = [
+        [t.get("job", ""), t["step"], f"{t['seconds']:.1f}", t.get("load", "")] for t in timings
+    ]
+    header = ["job", "step", "seconds", "load average (1 / 5 / 15 min) at the end"]
+    blocks: list[Block] = [Table(header, rows)]
+    if (workers := meta.get("workers", 1)) > 1:
+        blocks.insert(
+            0,
+            Paragraph(
+                f"The jobs ran side by side in {workers} worker processes with {meta.get('threads')} torch "
+                "thread(s) each, so their steps overlap: the run time is less than the sum of the steps."
+            ),
+        )
+    if budget := budget_text(meta.get("budget")):
+        blocks.insert(0, Paragraph(budget))
+    return Section("Timings", blocks)
 
 
 def budget_text(budget: Mapping[str, Any] | None) -> str:
