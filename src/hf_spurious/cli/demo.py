@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from hf_spurious.cli._common import add_out, add_seed
+from hf_spurious.cli._common import add_out, add_seed, silence_known_warnings
 from hf_spurious.demo.config import DemoConfig
 from hf_spurious.demo.pipeline import run_demo
 
@@ -97,5 +97,5 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo the flags describe and write its report."""
-    run_demo(config_from_args(args), args.out, echo=not args.quiet)
+    run_demo(config_from_args(args), args.out, echo=not args.quiet, worker_setup=silence_known_warnings)
     return 0

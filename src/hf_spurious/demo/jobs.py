@@ -77,25 +77,28 @@ class InProcess(Executor):
         return future
 
 
-def _init_worker() -> None:
-    """A fresh worker process: the CLI's warning filters and no progress bars (they would interleave)."""
+def _init_worker(setup: Callable[[], None] | None) -> None:
+    """A fresh worker process: no progress bars (they would interleave), then the caller's ``setup``."""
     import os
 
     import datasets
 
     os.environ["TQDM_DISABLE"] = "1"  # tqdm's default for bars that do not set ``disable`` themselves
-    from hf_spurious.cli._common import silence_known_warnings
-
-    silence_known_warnings()
     datasets.disable_progress_bars()
+    if setup is not None:
+        setup()
 
 
-def job_executor(config: DemoConfig) -> Executor:
-    """Worker processes (spawned: no state inherited) when ``config.workers > 1``, else :class:`InProcess`."""
+def job_executor(config: DemoConfig, setup: Callable[[], None] | None = None) -> Executor:
+    """Worker processes (spawned: no state inherited) when ``config.workers > 1``, else :class:`InProcess`.
+
+    ``setup`` runs first in every worker (a module-level function: the CLI passes its warning filters)."""
     if config.workers <= 1:
         return InProcess()
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=config.workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=config.workers, mp_context=context, initializer=_init_worker, initargs=(setup,)
+    )
 
 
 def worker_config(config: DemoConfig) -> DemoConfig:

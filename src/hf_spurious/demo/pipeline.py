@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,16 @@ WHAT_VARIES = (
 )
 
 
-def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> dict[str, Any]:
-    """Run the whole demo into ``out_dir``; return the results (also written as ``results.json``)."""
+def run_demo(
+    config: DemoConfig,
+    out_dir: str | Path,
+    *,
+    echo: bool = True,
+    worker_setup: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole demo into ``out_dir``; return the results (also written as ``results.json``).
+
+    ``worker_setup`` (a module-level function) runs first in every worker process, e.g. warning filters."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads_per_job(config))
@@ -64,7 +73,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path, *, echo: bool = True) -> d
         },
         "calibration": [],
     }
-    outputs = _run_jobs(config, out, timer, results["calibration"], echo)
+    outputs = _run_jobs(config, out, timer, results["calibration"], echo, worker_setup)
     visuals = _collect(results, outputs, timer)
     results["timings"] = timer.records
     results["meta"]["total_seconds"] = round(timer.total, 1)
@@ -107,11 +116,16 @@ def _collect(results: dict[str, Any], outputs: dict[str, JobOutput], timer: Step
 
 
 def _run_jobs(
-    config: DemoConfig, out: Path, timer: StepTimer, calibration: list[dict[str, Any]], echo: bool
+    config: DemoConfig,
+    out: Path,
+    timer: StepTimer,
+    calibration: list[dict[str, Any]],
+    echo: bool,
+    worker_setup: Callable[[], None] | None,
 ) -> dict[str, JobOutput]:
     """Classification starts at once; the retrieval jobs start when the retrieval world is prepared."""
     job_config = worker_config(config)
-    with job_executor(config) as pool:
+    with job_executor(config, worker_setup) as pool:
         futures = {"classification": pool.submit(run_job, "classification", job_config, out, echo)}
         data = prepare_retrieval(config, out, timer, calibration)
         futures["clip"] = pool.submit(run_job, "clip", job_config, out, echo, data)
