@@ -307,6 +307,10 @@ def test_cli_flags_map_to_config():
     assert not cfg.vsepp and cfg.vsepp_finetune_steps == 9
     with pytest.raises(SystemExit):
         config_from_args(parser.parse_args(["--seeds", "0"]))
+    for flag in ("--workers", "--threads"):
+        with pytest.raises(SystemExit, match=f"{flag} must be at least 1, got 0"):
+            config_from_args(parser.parse_args([flag, "0"]))
+    assert config_from_args(parser.parse_args(["--workers", "1"])).workers == 1
 
 
 # ------------------------------------------------------------------------------------------ end to end

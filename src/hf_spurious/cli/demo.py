@@ -86,6 +86,9 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     """The :class:`DemoConfig` the flags describe."""
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
+    for flag in ("threads", "workers"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     overrides = {name: getattr(args, name) for name in _SIZE_FLAGS if getattr(args, name) is not None}
     overrides.update(seed=args.seed, seeds=args.seeds)
     if args.no_vsepp:

@@ -2,9 +2,8 @@
 
 The jobs are independent once the retrieval world is prepared: ``classification`` (its own world and tiny
 CLIP), ``clip``, ``vsepp`` and (``--blip``) ``blip``: the retrieval A/B protocol of :mod:`.arms` with the tiny
-CLIP, VSE++ and BLIP. Each seeds every
-step itself, so its numbers depend only on the config and on the torch threads it runs with
-(``threads // workers``), never on the order or on which process runs it. Small models use two cores better
+CLIP, VSE++ and BLIP. Each seeds every step itself, so its numbers depend only on the config and on the torch
+threads it runs with (``threads // workers``), never on the order or on which process runs it. Small models use two cores better
 as two one-thread processes than as one two-thread process (measured on the demo's CLIP training step:
 0.50 s per step in each of two processes side by side, 0.33-0.38 s per step alone with two threads).
 """
