@@ -368,6 +368,24 @@ class _ExitsWithAMessage:
         raise SystemExit("error: bad --templates")
 
 
+class _Interrupted(_ExitsWithAMessage):
+    """A stand-in subcommand interrupted by Ctrl-C."""
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "command_module", lambda name: _Interrupted)
+    assert cli.main(["install-metrics"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hf-spurious install-metrics: interrupted (outputs already written are kept)"
+    ]
+    with pytest.raises(KeyboardInterrupt):  # --debug shows the traceback
+        cli.main(["--debug", "install-metrics"])
+
+
 def test_user_messages_name_the_thing_and_the_fix(tmp_path, capsys, monkeypatch) -> None:
     from huggingface_hub.errors import HFValidationError
 

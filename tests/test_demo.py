@@ -471,6 +471,25 @@ def test_jobs_threads_and_in_process_executor():
         failed.result()
 
 
+def test_a_failing_job_stops_the_other_workers_at_once():
+    """A job that fails (or Ctrl-C in the main process) cancels the queue and stops running workers instead
+    of waiting minutes for them; the error reaches the caller."""
+    import multiprocessing
+    import time
+
+    from hf_spurious.demo.jobs import job_pool
+
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="invalid literal"), job_pool(DemoConfig(workers=2)) as pool:
+        slow = pool.submit(time.sleep, 120)  # one worker busy for two minutes
+        failing = pool.submit(int, "x")  # the other worker fails
+        queued = pool.submit(time.sleep, 120)
+        failing.result()
+    assert time.monotonic() - start < 60 and not multiprocessing.active_children()
+    assert not slow.done() or slow.cancelled() or slow.exception() is not None
+    assert queued.cancelled() or queued.exception() is not None
+
+
 def test_timings_section_names_jobs_and_says_they_overlap():
     from hf_spurious.demo.report.sections import timings_section
 

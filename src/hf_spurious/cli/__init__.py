@@ -123,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err.code, str) and not args.show_traceback:
             return report_user_error(name, ValueError(err.code.removeprefix("error: ")))
         raise
+    except KeyboardInterrupt:
+        if args.show_traceback:
+            raise
+        print(
+            f"hf-spurious {name}: interrupted (outputs already written are kept)",
+            file=sys.stderr,
+        )
+        return 130
     return int(code or 0)
 
 

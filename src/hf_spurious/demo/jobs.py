@@ -11,8 +11,9 @@ as two one-thread processes than as one two-thread process (measured on the demo
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -77,27 +78,47 @@ class InProcess(Executor):
 
 
 def _init_worker(setup: Callable[[], None] | None) -> None:
-    """A fresh worker process: no progress bars (they would interleave), then the caller's ``setup``."""
+    """A fresh worker process: Ctrl-C left to the main process (it stops the workers), no progress bars
+    (they would interleave), then the caller's ``setup``."""
     import os
+    import signal
 
     import datasets
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TQDM_DISABLE"] = "1"  # tqdm's default for bars that do not set ``disable`` themselves
     datasets.disable_progress_bars()
     if setup is not None:
         setup()
 
 
-def job_executor(config: DemoConfig, setup: Callable[[], None] | None = None) -> Executor:
+@contextmanager
+def job_pool(config: DemoConfig, setup: Callable[[], None] | None = None) -> Iterator[Executor]:
     """Worker processes (spawned: no state inherited) when ``config.workers > 1``, else :class:`InProcess`.
 
-    ``setup`` runs first in every worker (a module-level function: the CLI passes its warning filters)."""
+    ``setup`` runs first in every worker (a module-level function: the CLI passes its warning filters). When
+    the caller fails or is interrupted, queued jobs are cancelled and running workers stopped at once (a job
+    can take minutes; nothing it wrote is lost, as every output is written atomically).
+    """
     if config.workers <= 1:
-        return InProcess()
+        yield InProcess()
+        return
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=config.workers, mp_context=context, initializer=_init_worker, initargs=(setup,)
     )
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        children = multiprocessing.active_children()
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(timeout=30)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def worker_config(config: DemoConfig) -> DemoConfig:

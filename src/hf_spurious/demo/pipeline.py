@@ -23,7 +23,7 @@ from hf_spurious.cache import atomic_write_text
 
 from .claims import budget_line, evaluate_claims
 from .config import DemoConfig, StepTimer, load_average
-from .jobs import JobOutput, job_executor, run_job, threads_per_job, worker_config
+from .jobs import JobOutput, job_pool, run_job, threads_per_job, worker_config
 from .report import Visuals, build_report, json_default, write_report
 from .retrieval_data import prepare_retrieval
 
@@ -125,7 +125,7 @@ def _run_jobs(
 ) -> dict[str, JobOutput]:
     """Classification starts at once; the retrieval jobs start when the retrieval world is prepared."""
     job_config = worker_config(config)
-    with job_executor(config, worker_setup) as pool:
+    with job_pool(config, worker_setup) as pool:
         futures = {"classification": pool.submit(run_job, "classification", job_config, out, echo)}
         data = prepare_retrieval(config, out, timer, calibration)
         futures["clip"] = pool.submit(run_job, "clip", job_config, out, echo, data)
