@@ -201,6 +201,7 @@ def _build_sd_inpaint(record: dict, seed: int, words: Iterable[str] | None, over
     import diffusers  # lazy: heavy optional dependency
     from transformers import CLIPTextConfig, CLIPTextModel  # lazy: heavy optional dependency
 
+    from hf_spurious.models.tiny.inpaint import inpaint_pipeline
     from hf_spurious.models.tiny.tokenizer import build_word_tokenizer
     from hf_spurious.models.tiny.towers import seeded
 
@@ -213,15 +214,4 @@ def _build_sd_inpaint(record: dict, seed: int, words: Iterable[str] | None, over
         unet = diffusers.UNet2DConditionModel(**parts["unet"])
         vae = diffusers.AutoencoderKL(**parts["vae"])
         text_encoder = CLIPTextModel(CLIPTextConfig(**parts["text_encoder"]))
-    pipe = diffusers.StableDiffusionInpaintPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=tok,
-        unet=unet.eval(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return inpaint_pipeline(unet, vae, text_encoder, tok, scheduler)

@@ -114,24 +114,24 @@ def int_field(obj: dict[str, Any], key: str, *, where: str, default: Any = _REQU
     raise _wrong(where, key, value, "an integer")
 
 
-def str_field(obj: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
-    """``obj[key]`` as a string; absent/null -> ``default`` (required when no default)."""
+def _typed_field(obj: dict[str, Any], key: str, where: str, default: Any, kind: type, want: str) -> Any:
+    """``obj[key]`` when it is a ``kind``; absent/null -> ``default`` (required when no default)."""
     value = _get(obj, key, where, default)
     if value is default and default is not _REQUIRED:
         return value
-    if not isinstance(value, str):
-        raise _wrong(where, key, value, "a string")
+    if not isinstance(value, kind):
+        raise _wrong(where, key, value, want)
     return value
+
+
+def str_field(obj: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
+    """``obj[key]`` as a string; absent/null -> ``default`` (required when no default)."""
+    return _typed_field(obj, key, where, default, str, "a string")
 
 
 def list_field(obj: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
     """``obj[key]`` as a list; absent/null -> ``default`` (required when no default)."""
-    value = _get(obj, key, where, default)
-    if value is default and default is not _REQUIRED:
-        return value
-    if not isinstance(value, list):
-        raise _wrong(where, key, value, "a list")
-    return value
+    return _typed_field(obj, key, where, default, list, "a list")
 
 
 def number(value: Any, *, where: str, what: str) -> float:

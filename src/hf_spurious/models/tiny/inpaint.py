@@ -8,7 +8,7 @@ from typing import Any
 from hf_spurious.models.tiny.tokenizer import build_word_tokenizer
 from hf_spurious.models.tiny.towers import seeded, text_ids
 
-__all__ = ["tiny_inpaint_pipeline"]
+__all__ = ["inpaint_pipeline", "tiny_inpaint_pipeline"]
 
 
 def tiny_inpaint_pipeline(
@@ -24,7 +24,7 @@ def tiny_inpaint_pipeline(
     UNet with 9 input channels, a 2-block VAE (scale factor 2), a tiny CLIP text encoder and a DDIM
     scheduler; it runs 2 steps on a 64x64 image in a fraction of a second.
     """
-    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline  # lazy: heavy optional dependency
+    from diffusers import DDIMScheduler  # lazy: heavy optional dependency
 
     tok = build_word_tokenizer(words, model_max_length=max_length)
     with seeded(seed):  # one seeded stream, drawn in this order: UNet, VAE, text encoder
@@ -39,10 +39,17 @@ def tiny_inpaint_pipeline(
         set_alpha_to_one=False,
         steps_offset=1,
     )
+    return inpaint_pipeline(unet, vae, text_encoder, tok, scheduler)
+
+
+def inpaint_pipeline(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any) -> Any:
+    """A ``StableDiffusionInpaintPipeline`` of these parts in eval mode, without safety checker or progress bar."""
+    from diffusers import StableDiffusionInpaintPipeline  # lazy: heavy optional dependency
+
     pipe = StableDiffusionInpaintPipeline(
         vae=vae.eval(),
         text_encoder=text_encoder.eval(),
-        tokenizer=tok,
+        tokenizer=tokenizer,
         unet=unet.eval(),
         scheduler=scheduler,
         safety_checker=None,
