@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -479,15 +481,36 @@ def test_a_failing_job_stops_the_other_workers_at_once():
 
     from hf_spurious.demo.jobs import job_pool
 
+    others = set(multiprocessing.active_children())
     start = time.monotonic()
     with pytest.raises(ValueError, match="invalid literal"), job_pool(DemoConfig(workers=2)) as pool:
         slow = pool.submit(time.sleep, 120)  # one worker busy for two minutes
         failing = pool.submit(int, "x")  # the other worker fails
         queued = pool.submit(time.sleep, 120)
         failing.result()
-    assert time.monotonic() - start < 60 and not multiprocessing.active_children()
+    assert time.monotonic() - start < 60 and not set(multiprocessing.active_children()) - others
     assert not slow.done() or slow.cancelled() or slow.exception() is not None
     assert queued.cancelled() or queued.exception() is not None
+
+
+def test_a_worker_registers_no_semaphore_for_progress_bars():
+    """tqdm's default lock is a multiprocessing semaphore; a worker stopped mid-job left it registered and
+    Python warned of a leaked semaphore after Ctrl-C. Workers use a thread lock instead."""
+    code = (
+        "import multiprocessing\n"
+        "multiprocessing.set_start_method('spawn')  # as in the workers: semaphores are named and registered\n"
+        "from multiprocessing import resource_tracker\n"
+        "from hf_spurious.demo.jobs import _init_worker\n"
+        "_init_worker(None)\n"
+        "registered = []\n"
+        "resource_tracker.register = lambda name, rtype: registered.append(rtype)\n"
+        "import tqdm\n"
+        "tqdm.tqdm(total=1).close()\n"
+        "print('registered', registered)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "registered []" in done.stdout
 
 
 def test_timings_section_names_jobs_and_says_they_overlap():

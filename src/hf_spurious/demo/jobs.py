@@ -82,11 +82,16 @@ def _init_worker(setup: Callable[[], None] | None) -> None:
     (they would interleave), then the caller's ``setup``."""
     import os
     import signal
+    import threading
 
     import datasets
+    import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TQDM_DISABLE"] = "1"  # tqdm's default for bars that do not set ``disable`` themselves
+    # tqdm's default lock is a multiprocessing semaphore; a worker stopped mid-job would leave it registered
+    # and Python would warn of a leaked semaphore at exit. The worker writes no bars: a thread lock will do.
+    tqdm.tqdm.set_lock(threading.RLock())
     datasets.disable_progress_bars()
     if setup is not None:
         setup()
@@ -104,21 +109,20 @@ def job_pool(config: DemoConfig, setup: Callable[[], None] | None = None) -> Ite
         yield InProcess()
         return
     context = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())  # children not ours: never stopped here
     pool = ProcessPoolExecutor(
         max_workers=config.workers, mp_context=context, initializer=_init_worker, initargs=(setup,)
     )
     try:
         yield pool
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        children = multiprocessing.active_children()
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.join(timeout=30)
+        # Stop our workers; the pool sees them end, fails the jobs still queued and reaps the processes.
+        # Only the pool's own thread waits for them (two threads waiting on one process can miss its exit).
+        for worker in set(multiprocessing.active_children()) - others:
+            worker.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
-    finally:
-        pool.shutdown(wait=True)
+    pool.shutdown(wait=True)
 
 
 def worker_config(config: DemoConfig) -> DemoConfig:
