@@ -365,3 +365,77 @@ def test_the_trainer_on_two_processes_equals_one_process(tiny_model_dir, tmp_pat
         for name, value in reference.items():
             torch.testing.assert_close(got[name], value, rtol=1e-6, atol=1e-6, msg=f"rank {rank}: {name}")
     assert not torch.equal(reference["q"], torch.full((4,), 0.25, dtype=reference["q"].dtype))  # q moved
+
+
+# ----------------------------------------------------------------------------- the feature cache, 2 processes
+def _cache_run(model_dir: str, folder: str, world: int) -> dict[str, torch.Tensor]:
+    """``cached_datasets`` on image rows (a train set and a dict of eval sets) under ``world`` processes: the
+    features every process receives, and how many datasets this process hashed."""
+    import numpy as np
+
+    from hf_spurious.models import load_adapter
+    from hf_spurious.training import SpuriousTrainingArguments, features
+
+    hashed = []
+    real_digest = features.content_digest
+    features.content_digest = lambda dataset: hashed.append(len(dataset)) or real_digest(dataset)
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+            "label": i % 2,
+            "attribute": (i // 2) % 2,
+        }
+        for i in range(12)
+    ]
+    args = SpuriousTrainingArguments(
+        output_dir=os.path.join(folder, "out"),
+        class_names=["landbird", "waterbird"],
+        attribute_names=["land", "water"],
+        templates=["a photo of a {}."],
+        feature_cache_dir=os.path.join(folder, "cache"),
+        report_to="none",
+    )
+    assert args.world_size == world
+    train, evals = features.cached_datasets(
+        load_adapter(model_dir), args, None, rows[:8], {"shifted": rows[8:]}
+    )
+    return {
+        "train": torch.tensor(np.stack([r["image_features"] for r in train])),
+        "eval": torch.tensor(np.stack([r["image_features"] for r in evals["shifted"]])),
+        "labels": torch.tensor([r["label"] for r in train]),
+        "hashed": torch.tensor(len(hashed)),
+    }
+
+
+def _cache_worker(rank: int, world: int, port: int, model_dir: str, folder: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    torch.save(_cache_run(model_dir, folder, world), os.path.join(folder, f"cache{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_the_feature_cache_on_two_processes_equals_one_process(tiny_model_dir, tmp_path):
+    """Under 2 gloo processes only rank 0 hashes the rows (every image) and computes the features; rank 1
+    receives the cache keys and reads the same features, equal to one process's."""
+    import torch.multiprocessing as mp
+
+    model_dir = str(tiny_model_dir("clip"))
+    mp.spawn(_cache_worker, args=(2, _free_port(), model_dir, str(tmp_path)), nprocs=2, join=True)
+    reference = _cache_run(model_dir, str(tmp_path / "one"), 1)
+    assert reference["hashed"] == 2 and reference["train"].shape[0] == 8 and reference["eval"].shape[0] == 4
+    ranks = [torch.load(tmp_path / f"cache{rank}.pt", weights_only=True) for rank in range(2)]
+    assert [int(r["hashed"]) for r in ranks] == [2, 0]
+    for rank, got in enumerate(ranks):
+        for name in ("train", "eval", "labels"):
+            torch.testing.assert_close(
+                got[name], reference[name], rtol=1e-6, atol=1e-6, msg=f"rank {rank}: {name}"
+            )
+    caches = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(caches) == 2  # one per dataset, written once

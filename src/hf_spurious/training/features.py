@@ -5,7 +5,8 @@ With the ``projection`` policy the vision and text encoders are frozen, so their
 are computed once into a ``datasets.Dataset`` cached on disk under a key of the model (every weight) and the
 rows' *content* (image bytes, not paths: replacing an image file recomputes), and training runs the
 projections (and the same losses) on them. The log says whether a cache was reused and why. Under DDP the
-main process builds the cache while the others wait, then they read it.
+main process hashes the rows and builds the cache while the others wait; it hands them the cache keys and they
+read the cache (they never hash the images themselves).
 """
 
 from __future__ import annotations
@@ -152,11 +153,13 @@ def cache_features(
     cache_dir: str | Path | None = None,
     processor: Any = None,
     batch_size: int = 64,
+    key: str | None = None,
 ) -> Any:
     """A ``datasets.Dataset`` of frozen features for ``dataset`` (loaded from ``cache_dir`` when cached).
 
     Rows hold ``image_features`` (and ``text_features`` for retrieval) as float32 arrays plus the
     ``label``/``attribute``/``group``/``is_counterfactual``/``image_id``/``image_index`` columns present.
+    ``key`` is the :func:`features_fingerprint` when the caller already has it (another process computed it).
     """
     import datasets  # lazy: datasets is heavy
 
@@ -166,7 +169,7 @@ def cache_features(
         raise ValueError("cannot cache features of an empty dataset")
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"features-{features_fingerprint(adapter, dataset, task)}"
+        path = Path(cache_dir) / f"features-{key or features_fingerprint(adapter, dataset, task)}"
         if (path / "dataset_info.json").exists():
             logger.warning(
                 f"feature cache: reusing {path}: same model weights and settings, same task and the same row "
@@ -242,20 +245,37 @@ def cached_datasets(
     processor: Any,
     *datasets_: Any,
 ) -> list[Any]:
-    """Cached-feature versions of the datasets (in-memory rows, see :func:`feature_rows`), computed on the
-    main process first and stored under ``args.feature_cache_dir`` (default ``<output_dir>/feature_cache``).
-    ``None`` stays ``None``; rows that already hold ``image_features`` are kept; a dict of datasets is
-    cached value by value."""
+    """Cached-feature versions of the datasets (in-memory rows, see :func:`feature_rows`), stored under
+    ``args.feature_cache_dir`` (default ``<output_dir>/feature_cache``). ``None`` stays ``None``; rows that
+    already hold ``image_features`` are kept; a dict of datasets is cached value by value.
+
+    Under several processes only the first hashes the rows (every image's bytes) and sends the cache keys to
+    the others; each machine's main process then computes or loads the cache while its other processes wait,
+    and they read it.
+    """
+    from accelerate.utils import broadcast_object_list  # lazy: only the trainer needs it
+
     cache_dir = args.feature_cache_dir or str(Path(args.output_dir, "feature_cache"))
-
-    def cached(ds: Any) -> Any:
-        if ds is None or (len(ds) and "image_features" in ds[0]):
-            return ds
-        return feature_rows(
-            cache_features(adapter, ds, task=args.task, cache_dir=cache_dir, processor=processor)
-        )
-
+    todo = [ds for ds in _flat(datasets_) if ds is not None and not (len(ds) and "image_features" in ds[0])]
+    keys: list[str | None] = [None] * len(todo)
+    if args.process_index == 0:
+        keys = [features_fingerprint(adapter, ds, args.task) for ds in todo]
+    if args.world_size > 1 and todo:  # every process has the same datasets, so the same todo
+        keys = broadcast_object_list(keys, from_process=0)
     with args.main_process_first(desc="feature cache"):
-        return [
-            {k: cached(v) for k, v in ds.items()} if isinstance(ds, dict) else cached(ds) for ds in datasets_
-        ]
+        cached = {
+            id(ds): feature_rows(
+                cache_features(adapter, ds, task=args.task, cache_dir=cache_dir, processor=processor, key=key)
+            )
+            for ds, key in zip(todo, keys)
+        }
+
+    def swap(ds: Any) -> Any:
+        return cached.get(id(ds), ds)
+
+    return [{k: swap(v) for k, v in ds.items()} if isinstance(ds, dict) else swap(ds) for ds in datasets_]
+
+
+def _flat(datasets_: Sequence[Any]) -> list[Any]:
+    """The datasets, with a dict of datasets replaced by its values."""
+    return [v for ds in datasets_ for v in (ds.values() if isinstance(ds, dict) else [ds])]
