@@ -297,7 +297,7 @@ def test_multi_process_launch_without_a_gpu_turns_on_use_cpu(tmp_path, monkeypat
 
 
 # ----------------------------------------------------------------------------- the real Trainer, 2 processes
-def _trainer_run(model_dir: str, out: str, world: int) -> dict[str, torch.Tensor]:
+def _trainer_run(model_dir: str, folder: str, world: int) -> dict[str, torch.Tensor]:
     """2 SGD steps of SpuriousAwareTrainer (Group DRO, group-balanced sampling, L_CLIP + L_vc + L_lc + L_vs)
     on cached-feature rows, global batch 8 over ``world`` processes; q and the trained weights."""
     from hf_spurious.models import load_adapter
@@ -310,7 +310,7 @@ def _trainer_run(model_dir: str, out: str, world: int) -> dict[str, torch.Tensor
         for i in range(16)
     ]
     args = SpuriousTrainingArguments(
-        output_dir=out,
+        output_dir=os.path.join(folder, "out"),
         class_names=["landbird", "waterbird"],
         attribute_names=["land", "water"],
         templates=["a photo of a {}.", "a {} in the wild."],
@@ -336,7 +336,9 @@ def _trainer_run(model_dir: str, out: str, world: int) -> dict[str, torch.Tensor
     return {"q": trainer.dro.q.clone(), **weights}
 
 
-def _trainer_worker(rank: int, world: int, port: int, model_dir: str, folder: str) -> None:
+def _launched(rank: int, world: int, port: int, run, model_dir: str, folder: str) -> None:
+    """One of ``world`` processes started the way ``accelerate launch`` starts them (environment variables),
+    saving ``run(model_dir, folder, world)`` as ``<run name><rank>.pt``."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -345,8 +347,7 @@ def _trainer_worker(rank: int, world: int, port: int, model_dir: str, folder: st
         WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    result = _trainer_run(model_dir, os.path.join(folder, "out"), world)
-    torch.save(result, os.path.join(folder, f"trainer{rank}.pt"))
+    torch.save(run(model_dir, folder, world), os.path.join(folder, f"{run.__name__}{rank}.pt"))
 
 
 @pytest.mark.slow
@@ -357,10 +358,10 @@ def test_the_trainer_on_two_processes_equals_one_process(tiny_model_dir, tmp_pat
     import torch.multiprocessing as mp
 
     model_dir = str(tiny_model_dir("clip"))
-    mp.spawn(_trainer_worker, args=(2, _free_port(), model_dir, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_launched, args=(2, _free_port(), _trainer_run, model_dir, str(tmp_path)), nprocs=2, join=True)
     reference = _trainer_run(model_dir, str(tmp_path / "one"), 1)
     for rank in range(2):
-        got = torch.load(tmp_path / f"trainer{rank}.pt", weights_only=True)
+        got = torch.load(tmp_path / f"_trainer_run{rank}.pt", weights_only=True)
         assert set(got) == set(reference)
         for name, value in reference.items():
             torch.testing.assert_close(got[name], value, rtol=1e-6, atol=1e-6, msg=f"rank {rank}: {name}")
@@ -408,18 +409,6 @@ def _cache_run(model_dir: str, folder: str, world: int) -> dict[str, torch.Tenso
     }
 
 
-def _cache_worker(rank: int, world: int, port: int, model_dir: str, folder: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
-    torch.set_num_threads(1)
-    torch.save(_cache_run(model_dir, folder, world), os.path.join(folder, f"cache{rank}.pt"))
-
-
 @pytest.mark.slow
 def test_the_feature_cache_on_two_processes_equals_one_process(tiny_model_dir, tmp_path):
     """Under 2 gloo processes only rank 0 hashes the rows (every image) and computes the features; rank 1
@@ -427,10 +416,10 @@ def test_the_feature_cache_on_two_processes_equals_one_process(tiny_model_dir, t
     import torch.multiprocessing as mp
 
     model_dir = str(tiny_model_dir("clip"))
-    mp.spawn(_cache_worker, args=(2, _free_port(), model_dir, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_launched, args=(2, _free_port(), _cache_run, model_dir, str(tmp_path)), nprocs=2, join=True)
     reference = _cache_run(model_dir, str(tmp_path / "one"), 1)
     assert reference["hashed"] == 2 and reference["train"].shape[0] == 8 and reference["eval"].shape[0] == 4
-    ranks = [torch.load(tmp_path / f"cache{rank}.pt", weights_only=True) for rank in range(2)]
+    ranks = [torch.load(tmp_path / f"_cache_run{rank}.pt", weights_only=True) for rank in range(2)]
     assert [int(r["hashed"]) for r in ranks] == [2, 0]
     for rank, got in enumerate(ranks):
         for name in ("train", "eval", "labels"):
