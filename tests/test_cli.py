@@ -463,3 +463,12 @@ def test_every_flag_shows_its_default_or_that_it_is_required(name, parsers) -> N
             continue  # transformers' TrainingArguments fields: their own help texts
         text = formatter._get_help_string(action) or ""
         assert "default" in text.lower() or text.endswith("(required)"), f"{name} {action.option_strings[0]}"
+
+
+@pytest.mark.parametrize("name", ["evaluate", "train", "discover"])
+def test_model_help_names_every_supported_model_type(name, parsers) -> None:
+    from hf_spurious.models.registry import FAMILIES
+
+    (model,) = [a for a in _flag_actions(parsers[name]) if a.dest == "model"]
+    words = set(model.help.replace(",", " ").replace(")", " ").split())
+    assert {f.model_type for f in FAMILIES} <= words, model.help

@@ -44,7 +44,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hf_spurious.cli.discover",
         "Rank candidate spurious attributes by accuracy discrepancy.",
     ),
-    "train": ("hf_spurious.cli.train", "Fine-tune CLIP / BLIP with the spurious-aware losses."),
+    "train": (
+        "hf_spurious.cli.train",
+        "Fine-tune CLIP, BLIP, SigLIP or VSE++ with the spurious-aware losses.",
+    ),
     "convert-openclip": (
         "hf_spurious.cli.convert",
         "Convert an open_clip ResNet-CLIP checkpoint (RN50, RN101, ...) into a from_pretrained folder.",

@@ -43,13 +43,17 @@ from hf_spurious.evaluation.discovery import (
     read_metadata_column,
 )
 from hf_spurious.models import load_adapter
+from hf_spurious.models.registry import supported_model_types
 from hf_spurious.records import ClassificationRecord
 from hf_spurious.sources import read_waterbirds
 from hf_spurious.vocab import load_vocabulary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model(parser, "classifier: CLIP model id or checkpoint folder (zero-shot with class prompts)")
+    add_model(
+        parser,
+        f"zero-shot classifier (class prompts): model id or checkpoint folder (model_type {supported_model_types()})",
+    )
     add_data_dir(parser, "WILDS-layout folder (metadata.csv, images)", required=True)
     parser.add_argument("--split", default="train", help="split to analyse (the paper uses train)")
     add_class_names(parser)

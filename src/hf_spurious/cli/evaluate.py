@@ -47,6 +47,7 @@ from hf_spurious.evaluation.plots import (
 )
 from hf_spurious.evaluation.rerank import RERANK_SCORES
 from hf_spurious.models import load_adapter
+from hf_spurious.models.registry import supported_model_types
 
 __all__ = ["add_arguments", "load_recall_set", "run", "write_outputs"]
 
@@ -56,7 +57,7 @@ CLASSIFICATION_METRICS = ("group", "aiou")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The shared flags, then the retrieval and the classification groups."""
-    add_model(parser, "model id or checkpoint folder (CLIP or BLIP retrieval)")
+    add_model(parser, f"model id or checkpoint folder (model_type {supported_model_types()})")
     parser.add_argument(
         "--task", choices=("retrieval", "classification"), default="retrieval", help="what to evaluate"
     )

@@ -1,4 +1,4 @@
-"""``hf-spurious train``: fine-tune CLIP / BLIP on Waterbirds-layout or COCO / Flickr30k / SpuriousShapes data.
+"""``hf-spurious train``: fine-tune CLIP, BLIP, SigLIP or VSE++ on Waterbirds-layout or COCO / Flickr30k / SpuriousShapes data.
 
 Every :class:`SpuriousTrainingArguments` field is a flag (``--learning-rate``, ``--sampling`` ...; the
 ``--learning_rate`` spelling works too); the data flags are below. ``--preset`` fills in the papers'
@@ -22,6 +22,7 @@ from transformers import HfArgumentParser
 
 from hf_spurious.cache import atomic_write_text
 from hf_spurious.cli._common import CommaList, ListAction, add_data_dir, add_model, make_parser
+from hf_spurious.models.registry import supported_model_types
 from hf_spurious.sources import read_coco, read_flickr30k, read_waterbirds
 from hf_spurious.training.config import SpuriousTrainingArguments
 from hf_spurious.training.rows import (
@@ -138,7 +139,7 @@ class _Default:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Data flags plus every :class:`SpuriousTrainingArguments` field."""
     data = parser.add_argument_group("data")
-    add_model(data, "Model id or directory (CLIP or BLIP retrieval).")
+    add_model(data, f"Model id or directory (model_type {supported_model_types()}).")
     data.add_argument("--dataset", choices=DATASETS, required=True, help="Layout of --data-dir.")
     add_data_dir(data, "Dataset directory (WILDS Waterbirds, COCO, Flickr30k or shapes).", required=True)
     data.add_argument(

@@ -23,6 +23,7 @@ __all__ = [
     "adapter_class_for",
     "family_for_config",
     "family_for_model",
+    "supported_model_types",
     "supported_summary",
 ]
 
@@ -146,6 +147,12 @@ FAMILIES: tuple[ModelFamily, ...] = (
 def supported_summary() -> str:
     """The supported families as one ``; ``-separated string (used in every unsupported-model error)."""
     return "; ".join(f.describe() for f in FAMILIES)
+
+
+def supported_model_types() -> str:
+    """The supported ``model_type`` values as a phrase for help texts: ``"clip, ..., siglip2 or vsepp"``."""
+    types = [f.model_type for f in FAMILIES]
+    return ", ".join(types[:-1]) + " or " + types[-1]
 
 
 def family_for_config(config: Any, where: str) -> ModelFamily:

@@ -54,7 +54,7 @@ class RetrievalCollator:
 
     Columns: ``image`` (or preprocessed ``pixel_values``) and ``caption``, or cached ``image_features`` and
     ``text_features``; optional ``is_counterfactual`` (bool, D′ rows) and ``image_id`` (for eval Recall@K;
-    mapped to ``image_index`` by the trainer). ``processor`` is a CLIP/BLIP processor (its ``tokenizer`` handles the captions).
+    mapped to ``image_index`` by the trainer). ``processor`` is the model's processor (its ``tokenizer`` handles the captions).
     """
 
     processor: Any = None

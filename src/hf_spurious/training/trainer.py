@@ -1,4 +1,4 @@
-"""``SpuriousAwareTrainer``: a ``transformers.Trainer`` for CLIP / BLIP with the spurious-aware losses."""
+"""``SpuriousAwareTrainer``: a ``transformers.Trainer`` for every supported model family (CLIP, BLIP, SigLIP, VSE++) with the spurious-aware losses."""
 
 from __future__ import annotations
 
