@@ -202,6 +202,23 @@ def test_vsepp_claims_and_no_runtime_claim():
     assert not any("runtime" in c["claim"] or "run time" in c["claim"] for c in checks.values())
 
 
+def test_claims_are_judged_on_the_numbers_they_show():
+    """A gain shown as "+2.0" passes "≥ +2.0" (before, 1.997 was printed "+2.0" and failed); "+1.9" fails.
+    Differences of shown numbers are judged without float residue (32.3 − 7.3 is 25.0, not 24.9999...)."""
+    results = _fake_results(b_gain=10.0)
+    for gain, passed in ((1.997, True), (1.96, True), (1.94, False)):
+        results["retrieval"]["vsepp"] = {"models": _fake_results(b_gain=gain)["retrieval"]["models"]}
+        (oracle,) = [c for c in evaluate_claims(results) if c["claim"].startswith("VSE++ retrieval mitigation: B")
+                     and "oracle" in c["claim"]]  # fmt: skip
+        assert oracle["passed"] is passed and oracle["measured"].startswith("+2.0" if passed else "+1.9")
+    arms = results["classification"]["arms"]
+    arms["zero-shot"] = [arm | {"worst": 7.3} for arm in arms["zero-shot"]]
+    arms["clip-balanced"] = [arm | {"worst": 32.3} for arm in arms["clip-balanced"]]
+    assert 32.3 - 7.3 < 25.0  # the float residue the rounding removes
+    (beats,) = [c for c in evaluate_claims(results) if "beats zero-shot" in c["claim"]]
+    assert beats["passed"] and "(+25.0)" in beats["measured"]
+
+
 def test_budget_line_is_a_line_not_a_claim():
     from hf_spurious.demo.claims import budget_line
 

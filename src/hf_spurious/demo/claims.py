@@ -23,7 +23,9 @@ def metric_values(runs: Sequence[Mapping[str, Any]], *path: str) -> list[float]:
 
 
 def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
+    """The mean as the report shows it (one decimal): every claim is judged on the number it prints, so a
+    shown "+2.0" never fails "≥ +2.0"."""
+    return round(float(np.mean(values)), 1) if values else float("nan")
 
 
 def _check(claim: str, measured: str, needed: str, passed: bool) -> Check:
@@ -42,7 +44,7 @@ def _retrieval_exposure(biased: Sequence[Mapping[str, Any]]) -> list[Check]:
                     f"exposure: biased model names the removed object more often on partner-removed queries ({method})",
                     f"mention@1 partner {p:.1f} vs random {r:.1f} / anchor {a:.1f}",
                     "partner ≥ max(random, anchor) + 3",
-                    p >= max(r, a) + 3.0,
+                    round(p - max(r, a), 1) >= 3.0,
                 )
             )
     return checks
@@ -64,12 +66,13 @@ def _retrieval_mitigation(
                 metric_values(a_runs, "sets", key, "odmap@1"), metric_values(b_runs, "sets", key, "odmap@1")
             )
         ]
+        gain = _mean(diff)
         checks.append(
             _check(
                 f"{prefix}retrieval mitigation: B − A ODmAP@1 on partner-removed queries ({method})",
-                f"{_mean(diff):+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
+                f"{gain:+.1f} (seeds: {', '.join(f'{d:+.1f}' for d in diff)})",
                 f"mean ≥ {min_gain:+.1f}" if min_gain else "mean > 0",
-                _mean(diff) >= min_gain if min_gain else _mean(diff) > 0,
+                gain >= min_gain if min_gain else gain > 0,
             )
         )
     for direction in ("i2t@1", "t2i@1"):
@@ -79,12 +82,13 @@ def _retrieval_mitigation(
                 metric_values(a_runs, "recall", direction), metric_values(b_runs, "recall", direction)
             )
         ]
+        change = _mean(diff)
         checks.append(
             _check(
                 f"{prefix}retrieval mitigation keeps Recall ({direction}, B − A)",
-                f"{_mean(diff):+.1f}",
+                f"{change:+.1f}",
                 "|mean| ≤ 2.0",
-                abs(_mean(diff)) <= 2.0,
+                abs(change) <= 2.0,
             )
         )
     return checks
@@ -100,7 +104,7 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
                 "exposure: zero-shot worst-group far below average accuracy",
                 f"average {avg:.1f}, worst group {worst:.1f}",
                 "average − worst ≥ 20",
-                avg - worst >= 20.0,
+                round(avg - worst, 1) >= 20.0,
             )
         )
     bal = _mean(metric_values(arms.get("clip-balanced", []), "worst"))
@@ -111,7 +115,7 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
                 "classification: group-balanced beats zero-shot worst-group",
                 f"{bal:.1f} vs {zw:.1f} ({bal - zw:+.1f})",
                 "≥ +25",
-                bal - zw >= 25.0,
+                round(bal - zw, 1) >= 25.0,
             )
         )
     uni = _mean(metric_values(arms.get("clip-uniform", []), "worst"))
@@ -121,7 +125,7 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
                 "classification: group-balanced beats uniform sampling on worst-group",
                 f"{bal:.1f} vs {uni:.1f} ({bal - uni:+.1f})",
                 "≥ +20",
-                bal - uni >= 20.0,
+                round(bal - uni, 1) >= 20.0,
             )
         )
     for arm in ("clip+vc+lc+vs", "clip+vc+lc+ls"):
@@ -132,7 +136,7 @@ def _classification(arms: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Che
                     f"classification: {arm} non-inferior to L_CLIP group-balanced (worst-group)",
                     f"{val:.1f} vs {bal:.1f} ({val - bal:+.1f})",
                     "≥ −3",
-                    val - bal >= -3.0,
+                    round(val - bal, 1) >= -3.0,
                 )
             )
     return checks
