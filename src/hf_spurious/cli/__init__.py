@@ -48,6 +48,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "hf_spurious.cli.train",
         "Fine-tune CLIP, BLIP, SigLIP or VSE++ with the spurious-aware losses.",
     ),
+    "imagenet-pair": (
+        "hf_spurious.cli.imagenet_pair",
+        "Write an ImageNet two-class study (Yang et al. Table 5) as a WILDS folder, attribute from a detector.",
+    ),
     "convert-openclip": (
         "hf_spurious.cli.convert",
         "Convert an open_clip ResNet-CLIP checkpoint (RN50, RN101, ...) into a from_pretrained folder.",

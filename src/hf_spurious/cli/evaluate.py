@@ -186,6 +186,14 @@ def positive_or_zero(text: str) -> int:
 
 def _add_classification(c: Any) -> None:
     add_class_names(c)
+    c.add_argument(
+        "--attribute-names",
+        action=ListAction,
+        count=2,
+        default=["land", "water"],
+        metavar="NAME",
+        help="names of the attribute values 0 and 1 (metadata.csv 'place'); groups read class/attribute",
+    )
     add_templates(c)
     c.add_argument(
         "--train-counts",

@@ -9,7 +9,7 @@ from typing import Any
 
 from hf_spurious.cli._common import resolve_templates
 from hf_spurious.evaluation import evaluate_classification, train_group_counts
-from hf_spurious.metrics import WATERBIRDS_GROUP_NAMES, WATERBIRDS_TRAIN_GROUP_COUNTS
+from hf_spurious.metrics import WATERBIRDS_TRAIN_GROUP_COUNTS
 from hf_spurious.models.adapters import VisionLanguageAdapter
 from hf_spurious.sources import read_waterbirds
 
@@ -53,7 +53,8 @@ def run_classification(
     data_dir = Path(args.data_dir)
     records = read_waterbirds(data_dir, args.split)
     class_names = list(args.class_names)
-    group_names = list(WATERBIRDS_GROUP_NAMES) if len(class_names) == 2 else None
+    attribute_names = list(args.attribute_names)
+    group_names = [f"{c}/{a}" for c in class_names for a in attribute_names]  # group = label * 2 + attribute
     results = evaluate_classification(
         adapter, records, class_names, resolve_templates(args.templates), metrics=metrics,
         train_counts=train_counts_from(args.train_counts, data_dir), group_names=group_names,
