@@ -216,3 +216,10 @@ def test_cli_builds_the_study_then_train_and_evaluate_take_it(loc, tiny_model_di
     assert list(results["group"]["group_accuracy"]) == [
         "water bottle/no baby", "water bottle/baby", "baby pacifier/no baby", "baby pacifier/baby"
     ]  # fmt: skip
+    disc = tmp_path / "disc"
+    assert main(["discover", "--model", str(trained), "--data-dir", str(out), "--class-names",
+                 "water bottle,baby pacifier", "--attribute-names", "no baby,baby", "--attribute-column", "place",
+                 "--min-detections", "2", "--out", str(disc)]) == 0  # fmt: skip
+    assert set(json.loads((disc / "discovery.json").read_text())["detections_per_attribute"]) == {
+        "place=no baby", "place=baby"
+    }  # fmt: skip

@@ -25,6 +25,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError)
 #: the evaluation uses when given None), "simple" = one plain prompt.
 DEFAULT_TEMPLATES = "default"
 WATERBIRDS_CLASS_NAMES = ("landbird", "waterbird")
+WATERBIRDS_ATTRIBUTE_NAMES = ("land", "water")
 
 
 # --------------------------------------------------------------------------------------------- spelling
@@ -297,6 +298,19 @@ def add_class_names(container: Any) -> None:
         default=list(WATERBIRDS_CLASS_NAMES),
         metavar="NAME",
         help="class names for the prompts, in label order (comma or space list)",
+    )
+
+
+def add_attribute_names(container: Any) -> None:
+    """``--attribute-names``: the names of the attribute values 0 and 1 (metadata.csv ``place``)."""
+    container.add_argument(
+        "--attribute-names",
+        action=ListAction,
+        count=2,
+        default=list(WATERBIRDS_ATTRIBUTE_NAMES),
+        metavar="NAME",
+        help="names of the attribute values 0 and 1 (the metadata.csv column 'place'), used in group and "
+        "attribute names",
     )
 
 

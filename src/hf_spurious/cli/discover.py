@@ -24,6 +24,7 @@ import numpy as np
 from hf_spurious.cache import atomic_write_text
 from hf_spurious.cli._common import (
     ListAction,
+    add_attribute_names,
     add_batch_size,
     add_class_names,
     add_data_dir,
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser, "WILDS-layout folder (metadata.csv, images)", required=True)
     parser.add_argument("--split", default="train", help="split to analyse (the paper uses train)")
     add_class_names(parser)
+    add_attribute_names(parser)
     add_templates(parser)
     src = parser.add_mutually_exclusive_group()
     src.add_argument(
@@ -143,7 +145,7 @@ def attribute_detections(
     if args.attribute_column is not None:
         if args.attribute_column in ("place", "attribute"):
             values: list[Any] = [r.attribute for r in records]
-            value_names = {0: "land", 1: "water"} if args.attribute_column == "place" else None
+            value_names = dict(enumerate(args.attribute_names)) if args.attribute_column == "place" else None
         else:
             values = read_metadata_column(args.data_dir, args.attribute_column, [r.image_id for r in records])
             value_names = None

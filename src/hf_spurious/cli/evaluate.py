@@ -27,6 +27,7 @@ import numpy as np
 from hf_spurious.cache import atomic_write_text
 from hf_spurious.cli._common import (
     ListAction,
+    add_attribute_names,
     add_batch_size,
     add_class_names,
     add_data_dir,
@@ -186,14 +187,7 @@ def positive_or_zero(text: str) -> int:
 
 def _add_classification(c: Any) -> None:
     add_class_names(c)
-    c.add_argument(
-        "--attribute-names",
-        action=ListAction,
-        count=2,
-        default=["land", "water"],
-        metavar="NAME",
-        help="names of the attribute values 0 and 1 (metadata.csv 'place'); groups read class/attribute",
-    )
+    add_attribute_names(c)
     add_templates(c)
     c.add_argument(
         "--train-counts",
