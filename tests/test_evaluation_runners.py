@@ -415,6 +415,9 @@ def test_discover_cli(clip_dir, tiny_model_dir, waterbirds_world, tmp_path, caps
                  "--min-detections", "2", "--out", str(out)]) == 0  # fmt: skip
     res = json.loads((out / "discovery.json").read_text())
     assert res["detections_per_attribute"].keys() == {"place=land", "place=water"}
+    assert res["ranking"] and all(  # two classes: each is confused with the other
+        {r["class"], r["confused_with"]} == {"landbird", "waterbird"} for r in res["ranking"]
+    )
     assert "| class | attribute |" in (out / "discovery.md").read_text()
     out2 = tmp_path / "disc2"
     assert main(["discover", "--model", str(clip_dir), "--data-dir", str(waterbirds_world), "--detector", str(tiny_model_dir("owlvit")),

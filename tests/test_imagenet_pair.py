@@ -95,13 +95,13 @@ def test_reader_errors_name_the_file_and_the_fix(loc, tmp_path):
     (bad / "LOC_val_solution.csv").write_text(
         f"ImageId,PredictionString\nx1,{BOTTLE} 0 0 1 1 {PACIFIER} 0 0 1 1\n"
     )
-    with pytest.raises(RecordError, match="x1 has boxes of both classes"):
+    with pytest.raises(RecordError, match="x1 has boxes of two chosen classes"):
         read_imagenet_pair(bad, PAIR)
     (bad / "LOC_synset_mapping.txt").write_text("n1 a\n")
     with pytest.raises(RecordError, match="expected 1000 distinct synsets"):
         read_imagenet_pair(bad, PAIR)
     empty = _loc(tmp_path / "b", train_per_class=1, val_per_class=0)
-    with pytest.raises(RecordError, match="no test image of class"):
+    with pytest.raises(RecordError, match="no test image of class 898"):
         read_imagenet_pair(empty, PAIR)
 
 
@@ -223,3 +223,77 @@ def test_cli_builds_the_study_then_train_and_evaluate_take_it(loc, tiny_model_di
     assert set(json.loads((disc / "discovery.json").read_text())["detections_per_attribute"]) == {
         "place=no baby", "place=baby"
     }  # fmt: skip
+
+
+def test_clip_imagenet_class_names_by_index_and_name():
+    from hf_spurious.sources.imagenet import class_indices, imagenet_class_names
+
+    names = imagenet_class_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet paper"
+    assert [names[i] for i in (680, 898, 623, 473)] == [
+        "baby pacifier",
+        "water bottle",
+        "letter opener",
+        "can opener",
+    ]
+    assert class_indices(["680", "water bottle", 473]) == [680, 898, 473]
+    with pytest.raises(ValueError, match="unknown ImageNet class 'bottle'"):
+        class_indices(["bottle"])
+
+
+def test_most_confused_class_hand_worked_and_against_a_loop():
+    from hf_spurious.evaluation.discovery import most_confused_classes
+
+    logits = np.array([[5.0, 4, 1], [5, 1, 4], [1, 5, 4], [3, 2, 9]])
+    # class 0: its other-best classes are 1 and 2 (one each: tie -> 1); class 1: 2 then 2 -> 2
+    assert most_confused_classes([0, 0, 1, 1], logits) == {0: 1, 1: 2}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n, c = int(rng.integers(1, 30)), int(rng.integers(2, 6))
+        labels = rng.integers(0, c, n)
+        scores = rng.integers(0, 4, (n, c)).astype(float)  # many ties
+        want = {}
+        for cls in sorted(set(labels.tolist())):
+            votes = [0] * c
+            for i in range(n):
+                if labels[i] == cls:
+                    best = max((j for j in range(c) if j != cls), key=lambda j: (scores[i, j], -j))
+                    votes[best] += 1
+            want[cls] = max(range(c), key=lambda j: (votes[j], -j))
+        assert most_confused_classes(labels, scores) == want
+
+
+def test_ranking_class_by_class_equals_one_call():
+    """discover runs the detector and the ranking class by class; merged and sorted by δ it is the ranking of
+    one call over all images."""
+    from hf_spurious.evaluation.discovery import discover_spurious_attributes
+
+    rng = np.random.default_rng(1)
+    labels, preds = rng.integers(0, 4, 400), rng.integers(0, 4, 400)
+    det = rng.random((400, 6)) < 0.3
+    names = [f"w{i}" for i in range(6)]
+    whole = discover_spurious_attributes(labels, preds, det, names, min_detections=3, top_per_class=2)
+    merged = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        merged += discover_spurious_attributes(
+            labels[idx], preds[idx], det[idx], names, min_detections=3, top_per_class=2
+        )
+    merged.sort(key=lambda r: -r["delta"])
+    assert merged == whole and len(whole) > 2
+
+
+def test_discover_on_imagenet_classes(loc, tiny_model_dir, tmp_path):
+    """--source imagenet: the chosen classes' train images, classified among the 1000 CLIP names."""
+    from hf_spurious.cli import main
+
+    out = tmp_path / "disc"
+    assert main(["discover", "--source", "imagenet", "--data-dir", str(loc), "--classes", "water bottle,680",
+                 "--model", str(tiny_model_dir("clip")), "--templates", "simple", "--detector",
+                 str(tiny_model_dir("owlvit")), "--words", "baby,bottle", "--min-detections", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    res = json.loads((out / "discovery.json").read_text())
+    assert res["num_images"] == 24 and set(res["detections_per_attribute"]) == {"baby", "bottle"}
+    assert all(r["class"] in ("water bottle", "baby pacifier") and r["confused_with"] for r in res["ranking"])
+    assert main(["discover", "--source", "imagenet", "--data-dir", str(loc), "--classes", "680", "--model",
+                 str(tiny_model_dir("clip")), "--attribute-column", "place", "--out", str(out)]) == 2  # fmt: skip

@@ -29,6 +29,7 @@ __all__ = [
     "detect_attributes",
     "discover_spurious_attributes",
     "load_detector",
+    "most_confused_classes",
 ]
 
 DEFAULT_QUERY_TEMPLATE = "a photo of a {}"
@@ -88,6 +89,21 @@ def detect_attributes(
         for b in range(len(batch)):
             out[start + b, best_word[b][keep[b]].unique().numpy()] = True
     return out
+
+
+def most_confused_classes(labels: Sequence[int], logits: np.ndarray) -> dict[int, int]:
+    """For each class in ``labels``: the class that most often scores highest among the *other* classes on
+    its images (the "confused class" of Yang et al.'s Table 3; ties go to the lower index)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.array(logits, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0] or scores.shape[1] < 2:
+        raise ValueError(f"logits must be (N, C >= 2) for {labels.shape[0]} labels, got shape {scores.shape}")
+    scores[np.arange(labels.shape[0]), labels] = -np.inf
+    other = scores.argmax(axis=1)
+    return {
+        int(c): int(np.bincount(other[labels == c], minlength=scores.shape[1]).argmax())
+        for c in np.unique(labels)
+    }
 
 
 def attribute_column_detections(

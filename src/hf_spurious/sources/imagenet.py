@@ -17,13 +17,25 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from hf_spurious.records import RecordError
 from hf_spurious.sources.common import DirIndex, MissingFileError, read_text
 
-__all__ = ["PAIRS", "ImageNetImage", "ImageNetPair", "read_boxes", "read_imagenet_pair", "read_synsets"]
+__all__ = [
+    "PAIRS",
+    "ImageNetImage",
+    "ImageNetPair",
+    "class_indices",
+    "imagenet_class_names",
+    "read_boxes",
+    "read_imagenet",
+    "read_imagenet_pair",
+    "read_synsets",
+]
 
 Box = tuple[int, int, int, int]
 IMAGES = Path("ILSVRC", "Data", "CLS-LOC")
@@ -100,41 +112,76 @@ def read_boxes(path: Path, wnids: set[str]) -> dict[str, dict[str, list[Box]]]:
     return out
 
 
-def read_imagenet_pair(data_dir: str | Path, pair: ImageNetPair | str) -> list[ImageNetImage]:
-    """The study's images: every ImageNet train image of the two classes (``split="train"``) and every
-    validation image of them (``split="test"``), with their class's boxes."""
+def imagenet_class_names() -> list[str]:
+    """CLIP's names of the 1000 ImageNet classes, in class-index order (OpenAI's curated list, the one the
+    authors' prompts use: 680 "baby pacifier", 898 "water bottle")."""
+    text = resources.files("hf_spurious.sources").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    return text.splitlines()
+
+
+def class_indices(specs: Sequence[str | int]) -> list[int]:
+    """ImageNet class indices from indices or CLIP class names (``"680"``, ``"baby pacifier"``)."""
+    names = imagenet_class_names()
+    out = []
+    for spec in specs:
+        text = str(spec).strip()
+        if text.isdigit() and int(text) < len(names):
+            out.append(int(text))
+        elif text in names:
+            out.append(names.index(text))
+        else:
+            raise ValueError(f"unknown ImageNet class {text!r}; give an index 0-999 or a CLIP class name")
+    return out
+
+
+def read_imagenet(data_dir: str | Path, indices: Sequence[int], split: str) -> list[ImageNetImage]:
+    """The images of the classes ``indices`` (``label`` = position in ``indices``): ``split="train"`` reads
+    ImageNet train (class folders; boxes where ImageNet has them), ``"test"`` ImageNet validation."""
+    if split not in ("train", "test"):
+        raise ValueError(
+            f"split must be 'train' (ImageNet train) or 'test' (ImageNet validation), got {split!r}"
+        )
     root = Path(data_dir)
-    pair = PAIRS[pair] if isinstance(pair, str) else pair
     wnids = read_synsets(root)
-    chosen = [wnids[i] for i in pair.class_indices]
-    boxes = {split: read_boxes(root / f"LOC_{split}_solution.csv", set(chosen)) for split in ("train", "val")}
+    chosen = [wnids[i] for i in indices]
+    boxes = read_boxes(root / f"LOC_{'train' if split == 'train' else 'val'}_solution.csv", set(chosen))
     images: list[ImageNetImage] = []
-    for label, wnid in enumerate(chosen):
-        folder = root / IMAGES / "train" / wnid
-        if not folder.is_dir():
-            raise MissingFileError(
-                f"{folder}: not found; data_dir must hold ILSVRC/Data/CLS-LOC/train/<wnid>/"
-            )
-        for path in sorted(folder.glob("*.JPEG")):
-            found = boxes["train"].get(path.stem, {}).get(wnid, [])
-            images.append(ImageNetImage(path.stem, path, label, "train", tuple(found)))
+    if split == "train":
+        for label, wnid in enumerate(chosen):
+            folder = root / IMAGES / "train" / wnid
+            if not folder.is_dir():
+                raise MissingFileError(
+                    f"{folder}: not found; data_dir must hold ILSVRC/Data/CLS-LOC/train/<wnid>/"
+                )
+            for path in sorted(folder.glob("*.JPEG")):
+                found = boxes.get(path.stem, {}).get(wnid, [])
+                images.append(ImageNetImage(path.stem, path, label, "train", tuple(found)))
+        return images
     index = DirIndex()
-    for image_id, by_wnid in sorted(boxes["val"].items()):
+    for image_id, by_wnid in sorted(boxes.items()):
         labels = {chosen.index(w) for w in by_wnid}
         if len(labels) != 1:
             raise RecordError(
-                f"LOC_val_solution.csv: {image_id} has boxes of both classes; one label expected"
+                f"LOC_val_solution.csv: {image_id} has boxes of two chosen classes; one label expected"
             )
         label = labels.pop()
         path = root / IMAGES / "val" / f"{image_id}.JPEG"
         if not index.exists(path):
             raise MissingFileError(f"{path}: not found (listed in LOC_val_solution.csv); check the download")
         images.append(ImageNetImage(image_id, path, label, "test", tuple(by_wnid[chosen[label]])))
+    return images
+
+
+def read_imagenet_pair(data_dir: str | Path, pair: ImageNetPair | str) -> list[ImageNetImage]:
+    """The study's images: every ImageNet train image of the two classes (``split="train"``) and every
+    validation image of them (``split="test"``), with their class's boxes."""
+    pair = PAIRS[pair] if isinstance(pair, str) else pair
+    images = [im for split in ("train", "test") for im in read_imagenet(data_dir, pair.class_indices, split)]
     for split in ("train", "test"):
         for label in (0, 1):
             if not any(im.split == split and im.label == label for im in images):
                 raise RecordError(
-                    f"{root}: no {split} image of class {chosen[label]} ({pair.class_names[label]}); "
-                    "check the ImageNet download"
+                    f"{data_dir}: no {split} image of class {pair.class_indices[label]} "
+                    f"({pair.class_names[label]}); check the ImageNet download"
                 )
     return images
