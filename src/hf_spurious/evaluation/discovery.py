@@ -95,14 +95,16 @@ def most_confused_classes(labels: Sequence[int], logits: np.ndarray) -> dict[int
     """For each class in ``labels``: the class that most often scores highest among the *other* classes on
     its images (the "confused class" of Yang et al.'s Table 3; ties go to the lower index)."""
     labels = np.asarray(labels, dtype=np.int64)
-    scores = np.array(logits, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[0] != labels.shape[0] or scores.shape[1] < 2:
-        raise ValueError(f"logits must be (N, C >= 2) for {labels.shape[0]} labels, got shape {scores.shape}")
-    scores[np.arange(labels.shape[0]), labels] = -np.inf
-    other = scores.argmax(axis=1)
+    shape = np.shape(logits)
+    if len(shape) != 2 or shape[0] != labels.shape[0] or shape[1] < 2:
+        raise ValueError(f"logits must be (N, C >= 2) for {labels.shape[0]} labels, got shape {shape}")
+    other = np.empty(labels.shape[0], dtype=np.int64)
+    for start in range(0, labels.shape[0], 4096):  # a copy of one block at a time, not of all the logits
+        block = np.array(logits[start : start + 4096], dtype=np.float64)
+        block[np.arange(block.shape[0]), labels[start : start + 4096]] = -np.inf
+        other[start : start + 4096] = block.argmax(axis=1)
     return {
-        int(c): int(np.bincount(other[labels == c], minlength=scores.shape[1]).argmax())
-        for c in np.unique(labels)
+        int(c): int(np.bincount(other[labels == c], minlength=shape[1]).argmax()) for c in np.unique(labels)
     }
 
 
