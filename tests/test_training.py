@@ -157,6 +157,7 @@ def test_arguments_reject_bad_values(tmp_path, kw, match):
         (dict(contrastive_form="cosine"), "contrastive_form"),
         (dict(sampling="balanced"), "sampling"),
         (dict(zero_shot_ce_weight=0.5, class_weight=1.0), "not both"),
+        (dict(text_class_weight=1.0, templates=["a photo of a {}."]), "L_lc.*at least 2 templates"),
     ],
 )
 def test_bad_combinations_fail_when_the_arguments_are_built(tmp_path, kw, match):

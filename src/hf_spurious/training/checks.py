@@ -97,6 +97,11 @@ def check_combinations(args: Any, weights: Sequence[str]) -> None:
         raise ValueError(
             "--objective group_dro reweights per-example losses: set --clip-weight or --zero-shot-ce-weight > 0"
         )
+    if args.task == "classification" and args.text_class_weight > 0 and len(args.templates) < 2:
+        raise ValueError(
+            "text_class_weight > 0 (L_lc) needs at least 2 templates (a class prompt's positives are its other "
+            "templates): use --templates default, or set --text_class_weight 0"
+        )
     if args.text_spurious_weight > 0 and not args.attribute_names:
         raise ValueError("text_spurious_weight > 0 needs attribute_names (e.g. --attribute_names land water)")
     if (
