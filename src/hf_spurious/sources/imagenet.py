@@ -64,8 +64,9 @@ PAIRS = {
 
 @dataclass(frozen=True)
 class ImageNetImage:
-    """One image of a study: label 0/1 within the pair, ``"train"`` (ImageNet train) or ``"test"`` (ImageNet
-    validation), and its class's boxes (inclusive pixel coordinates; empty when ImageNet has none)."""
+    """One ImageNet image: ``label`` = position of its class among the classes asked for (0/1 in a pair),
+    ``"train"`` (ImageNet train) or ``"test"`` (ImageNet validation), and its class's boxes (inclusive pixel
+    coordinates; empty when ImageNet has none)."""
 
     image_id: str
     path: Path
