@@ -491,6 +491,24 @@ def test_cached_features_give_the_same_loss_trajectory(clip_dir, tmp_path):
     assert len(a) > 1 and a[0] != a[-1]  # it trained
 
 
+def test_one_attribute_prompt_keeps_the_data_s_attribute_groups(clip_dir, tmp_path):
+    """L_ls with a single prompt ("water", as Yang et al.'s ImageNet study uses "baby") on data with two
+    attribute values: 2 x 2 groups, not 2 x 1 (where landbird/water and waterbird/land shared group 1)."""
+    args = _args(
+        tmp_path,
+        attribute_names=["water"],
+        text_spurious_weight=1.0,
+        sampling="group_balanced",
+        objective="group_dro",
+        max_steps=2,
+    )
+    tr = _trainer(clip_dir, args)
+    assert tr.num_attributes == 2
+    assert sorted(set(tr.train_groups)) == [0, 1, 2, 3] and tr.dro.q.numel() == 4
+    tr.train()
+    assert "train_loss" in tr.state.log_history[-1]
+
+
 def test_feature_cache_is_reused_by_fingerprint(clip_dir, tmp_path):
     from hf_spurious.training.features import cache_features
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     names = ",".join(pair.class_names)
     print(
         f"next: hf-spurious train --dataset waterbirds --data-dir {args.out} --class-names '{names}' "
-        f"--attribute-names 'no {pair.attribute},{pair.attribute}' ...; evaluate with --task classification "
-        f"--class-names '{names}' --train-counts train"
+        f"--attribute-names {pair.attribute} ...; then evaluate --task classification --class-names '{names}' "
+        f"--attribute-names 'no {pair.attribute},{pair.attribute}' --train-counts train"
     )
     return 0

@@ -219,7 +219,11 @@ class SpuriousTrainingArguments(TrainingArguments):
         metadata={"help": "Class names filled into the templates (classification), e.g. landbird waterbird."},
     )
     attribute_names: list[str] | None = field(
-        default=None, metadata={"help": "Spurious-attribute names for L_ls prompts, e.g. land water."}
+        default=None,
+        metadata={
+            "help": "Spurious-attribute names for L_ls prompts, e.g. land water (or fewer than the attribute "
+            "values, e.g. baby: L_ls pushes class prompts away from every one given)."
+        },
     )
     attribute_prompts: list[str] | None = field(
         default=None,

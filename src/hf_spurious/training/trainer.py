@@ -142,7 +142,9 @@ class SpuriousAwareTrainer(Trainer):
     def _num_attributes(args: SpuriousTrainingArguments, dataset: Any) -> int:
         if args.task != "classification":
             return 0
-        return len(args.attribute_names) if args.attribute_names else infer_num_attributes(dataset)
+        # the data's attribute values, or more when more names are given; L_ls may use fewer prompts than
+        # values (Yang et al.'s ImageNet study: the single prompt "baby" for images with and without one)
+        return max(len(args.attribute_names or ()), infer_num_attributes(dataset))
 
     def _build_loss(self, args: SpuriousTrainingArguments) -> SpuriousAwareLoss:
         """The loss module of ``args``; BLIP's ITM term needs raw images, so not on cached features."""
