@@ -184,8 +184,6 @@ def attribute_source(
     """(detect, attribute names, where they came from): ``detect(indices)`` gives the (n, A) bool detections
     of those records, from a metadata column or a detector (run class by class, so memory stays bounded)."""
     if args.attribute_column is not None:
-        if args.source == "imagenet":
-            raise SystemExit("error: --attribute-column needs a WILDS folder; for ImageNet pass --detector")
         if args.attribute_column in ("place", "attribute"):
             values: list[Any] = [r.attribute for r in records]
             value_names = dict(enumerate(args.attribute_names)) if args.attribute_column == "place" else None
@@ -223,7 +221,7 @@ def read_images(args: argparse.Namespace) -> tuple[list[ClassificationRecord], l
         return read_waterbirds(args.data_dir, args.split), list(args.class_names)
     indices = class_indices(args.classes) if args.classes else list(range(1000))
     images = read_imagenet(args.data_dir, indices, args.split)
-    records = [
+    records = [  # attribute 0: unused, the attributes come from the detector
         ClassificationRecord(im.image_id, str(im.path), indices[im.label], 0, args.split) for im in images
     ]
     return records, imagenet_class_names()
@@ -233,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
     """Classify zero-shot, find each image's attributes, rank them by δ; write discovery.json / .md."""
     if args.detector is None and args.attribute_column is None:
         raise SystemExit("error: pass --detector (OWL-ViT) or --attribute-column (e.g. place)")
+    if args.attribute_column is not None and args.source == "imagenet":
+        raise SystemExit("error: --attribute-column needs a WILDS folder; for ImageNet pass --detector")
     records, class_names = read_images(args)
     if args.max_images is not None:
         records = records[: args.max_images]

@@ -158,9 +158,9 @@ def read_imagenet(data_dir: str | Path, indices: Sequence[int], split: str) -> l
                 found = boxes.get(path.stem, {}).get(wnid, [])
                 images.append(ImageNetImage(path.stem, path, label, "train", tuple(found)))
         return images
-    index = DirIndex()
+    index, position = DirIndex(), {wnid: label for label, wnid in enumerate(chosen)}
     for image_id, by_wnid in sorted(boxes.items()):
-        labels = {chosen.index(w) for w in by_wnid}
+        labels = {position[w] for w in by_wnid}
         if len(labels) != 1:
             raise RecordError(
                 f"LOC_val_solution.csv: {image_id} has boxes of two chosen classes; one label expected"
